@@ -1,0 +1,162 @@
+# PleIAs/SYNTH -> synth_distill_phase1_high_550m
+#   synth_link (per shard) -> synth_scan (per shard) -> synth_plan -> synth_encode (per shard)
+#   -> synth_finalize
+
+from distill_data.shardlist import ShardListError, read_shard_list
+
+SYNTH = config["synth"]
+SYNTH_WORK = os.path.join(WORK, SYNTH["dataset_name"])
+try:
+    SYNTH_SHARDS = read_shard_list(SYNTH["shard_list"], SYNTH["raw_root"])  # {stem: absolute target}
+except ShardListError as exc:
+    raise WorkflowError(str(exc)) from None
+SYNTH_CODE = code_version("builders/synth.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
+                          script_path("build_synth_distill.py"))
+SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
+
+
+def synth_link(stem):
+    return os.path.join(SYNTH["subset_dir"], f"{stem}.parquet")
+
+
+def synth_work(kind, stem="{shard}", suffix=""):
+    return os.path.join(SYNTH_WORK, kind, f"{stem}{suffix}")
+
+
+SYNTH_FLAGS = cli_flags({
+    "english_frac": SYNTH["english_frac"],
+    "memorization_cap": SYNTH["memorization_cap"],
+    "global_keep": SYNTH["global_keep"],
+    "no_seed_text": not SYNTH["include_seed_text"],
+    "append_rag_sources": SYNTH["append_rag_sources"],
+})
+
+
+wildcard_constraints:
+    shard=r"[^/]+",
+
+
+localrules: synth_phase1, synth_link, synth_plan, synth_distill_phase1_high_550m
+
+
+rule synth_link:
+    """One symlink in the subset folder; its target is a param, so editing one line of the
+    shard list relinks only that shard."""
+    input:
+        target=lambda w: SYNTH_SHARDS[w.shard],
+    output:
+        link=os.path.join(SYNTH["subset_dir"], "{shard}.parquet"),
+    params:
+        target=lambda w: SYNTH_SHARDS[w.shard],
+    log:
+        os.path.join(LOGS, "synth", "link", "{shard}.log"),
+    shell:
+        "ln -sfn {params.target:q} {output.link:q} 2> {log:q}"
+
+
+rule synth_phase1:
+    """The Phase-1 subset: every listed shard linked."""
+    input:
+        [synth_link(stem) for stem in SYNTH_SHARDS],
+
+
+rule synth_scan:
+    """Quality verdict of every row, reading only the columns the filters need."""
+    input:
+        shard=synth_link("{shard}"),
+    output:
+        mask=synth_work("scan", suffix=".mask.parquet"),
+        summary=synth_work("scan", suffix=".json"),
+    params:
+        batch_size=COMMON["batch_size"],
+        code=SYNTH_CODE,
+    log:
+        os.path.join(LOGS, "synth", "scan", "{shard}.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
+        "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {params.batch_size} 2> {log:q}"
+
+
+rule synth_plan:
+    """Sampling rates (memorization cap, English target, global keep) from all scans."""
+    input:
+        summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
+    output:
+        plan=os.path.join(SYNTH_WORK, "plan.json"),
+    params:
+        flags=SYNTH_FLAGS,
+        seed=COMMON["seed"],
+        code=SYNTH_CODE,
+    log:
+        os.path.join(LOGS, "synth", "plan.log"),
+    shell:
+        "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage plan --scan-summary {input.summaries:q} "
+        "--plan {output.plan:q} --seed {params.seed} {params.flags} 2> {log:q}"
+
+
+rule synth_encode:
+    """Filter, sample, render and tokenize one shard."""
+    input:
+        shard=synth_link("{shard}"),
+        mask=synth_work("scan", suffix=".mask.parquet"),
+        plan=rules.synth_plan.output.plan,
+        vocab=VOCAB_FILE,
+    output:
+        train=synth_work("encoded", suffix=".train.parquet"),
+        validation=synth_work("encoded", suffix=".validation.parquet"),
+        stats=synth_work("encoded", suffix=".stats.json"),
+    params:
+        flags=SYNTH_FLAGS,
+        encoding=encoding_flags(),
+        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        code=SYNTH_ENCODE_CODE,
+    log:
+        os.path.join(LOGS, "synth", "encode", "{shard}.log"),
+    threads: THREADS["encode"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage encode --shard {input.shard:q} "
+        "--scan-mask {input.mask:q} --plan {input.plan:q} --encoded-dir {params.encoded_dir:q} "
+        "--shard-stats {output.stats:q} --tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} "
+        "{params.flags} {params.encoding} 2> {log:q}"
+
+
+rule synth_finalize:
+    """Fixed-size part files in shard-list order, and the manifest; assembled aside."""
+    input:
+        shards=[synth_link(stem) for stem in SYNTH_SHARDS],
+        summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
+        stats=[synth_work("encoded", stem, ".stats.json") for stem in SYNTH_SHARDS],
+        encoded=[synth_work("encoded", stem, f".{split}.parquet") for stem in SYNTH_SHARDS for split in ("train", "validation")],
+        plan=rules.synth_plan.output.plan,
+        vocab=VOCAB_FILE,
+    output:
+        manifest=dataset_manifest("synth"),
+    params:
+        flags=SYNTH_FLAGS,
+        encoding=encoding_flags(),
+        dataset=SYNTH["dataset_name"],
+        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        code=SYNTH_ENCODE_CODE,
+    log:
+        os.path.join(LOGS, "synth", "finalize.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage finalize --dataset-name {params.dataset} "
+        "--output-dir $(dirname {output.manifest:q}) --shard {input.shards:q} --scan-summary {input.summaries:q} "
+        "--shard-stats {input.stats:q} --plan {input.plan:q} --encoded-dir {params.encoded_dir:q} "
+        "--tokenizer-dir $(dirname {input.vocab:q}) {params.flags} {params.encoding} 2> {log:q}"
+
+
+rule synth_distill_phase1_high_550m:
+    input:
+        rules.synth_finalize.output.manifest,

@@ -1,0 +1,50 @@
+"""Reading raw sources with errors that name the file, the row or column, and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class SourceError(RuntimeError):
+    """A raw input file cannot be used as it is; the message says which and why."""
+
+
+def open_parquet(path: str | Path, columns: Sequence[str]) -> pq.ParquetFile:
+    """Open a parquet file and check the columns a builder needs are there and are text-like."""
+    try:
+        handle = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: file not found") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"{path}: not a readable parquet file ({exc})") from None
+    names = handle.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the file has {', '.join(names)}")
+    return handle
+
+
+def parquet_rows(path: str | Path) -> int:
+    return open_parquet(path, []).metadata.num_rows
+
+
+def iter_parquet_columns(path: str | Path, columns: Sequence[str], batch_size: int,
+                         string_columns: Sequence[str] = ()) -> Iterator[dict[str, list]]:
+    """Yield batches as {column: python list}; `string_columns` are cast to string (a clear
+    error names the column if that is impossible)."""
+    handle = open_parquet(path, columns)
+    schema = handle.schema_arrow
+    for name in string_columns:
+        kind = schema.field(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+                or pa.types.is_dictionary(kind)):
+            raise SourceError(f"{path}: column {name} has type {kind}, expected string")
+    try:
+        for batch in handle.iter_batches(batch_size=batch_size, columns=list(columns)):
+            yield {name: batch.column(name).to_pylist() for name in columns}
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"{path}: unreadable data ({exc})") from None

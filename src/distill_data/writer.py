@@ -1,0 +1,134 @@
+"""Parquet output: fixed-size part files, written aside and moved into place when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .tokenizer import sha256_file
+
+COMPRESSION = "zstd"
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """One row group per file; deterministic bytes for the same table and pyarrow version."""
+    tmp = path.with_name(path.name + ".partial")
+    pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=max(1, table.num_rows))
+    os.replace(tmp, path)
+
+
+class PartWriter:
+    """Writes `part-00000.parquet`, `part-00001.parquet`, … of exactly `rows_per_file` rows
+    each (the last may be shorter), however the rows arrive."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int):
+        if rows_per_file < 1:
+            raise ValueError("rows_per_file must be at least 1")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.rows_per_file = rows_per_file
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.files: list[dict] = []
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.rows_per_file:
+            buffered = pa.concat_tables(self._pending)
+            self._emit(buffered.slice(0, self.rows_per_file))
+            rest = buffered.slice(self.rows_per_file)
+            self._pending = [rest] if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+
+    def close(self) -> list[dict]:
+        if self._pending_rows:
+            self._emit(pa.concat_tables(self._pending))
+        self._pending, self._pending_rows = [], 0
+        return self.files
+
+    def _emit(self, table: pa.Table) -> None:
+        path = self.directory / f"part-{len(self.files):05d}.parquet"
+        write_parquet(table.combine_chunks().cast(self.schema), path)
+        self.files.append({"path": path.name, "rows": table.num_rows,
+                           "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+
+
+def write_json(path: Path, data) -> None:
+    """Stable JSON (sorted keys, fixed indent), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def assembled_aside(final_dir: Path) -> Iterator[Path]:
+    """Yield a scratch folder next to `final_dir`; swap it into place only if the block succeeds.
+
+    A crash leaves the previous dataset (or nothing) in place, never a half-written one.
+    """
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final_dir.with_name(f".{final_dir.name}.partial")
+    old = final_dir.with_name(f".{final_dir.name}.old")
+    for leftover in (scratch, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    scratch.mkdir()
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if final_dir.exists():
+        os.replace(final_dir, old)
+    os.replace(scratch, final_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class StreamingParquet:
+    """Several parquet files written batch by batch, each moved into place only on success."""
+
+    def __init__(self, paths: dict, schema: pa.Schema):
+        self.paths = {key: Path(path) for key, path in paths.items()}
+        self.schema = schema
+        self._writers: dict = {}
+
+    def __enter__(self) -> "StreamingParquet":
+        for key, path in self.paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writers[key] = pq.ParquetWriter(path.with_name(path.name + ".partial"), self.schema,
+                                                  compression=COMPRESSION)
+        return self
+
+    def write(self, key, table: pa.Table) -> None:
+        self._writers[key].write_table(table.cast(self.schema))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        for path in self.paths.values():
+            partial = path.with_name(path.name + ".partial")
+            if exc_type is None:
+                os.replace(partial, path)
+            else:
+                partial.unlink(missing_ok=True)
