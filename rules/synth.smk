@@ -10,6 +10,11 @@ try:
     SYNTH_SHARDS = read_shard_list(SYNTH["shard_list"], SYNTH["raw_root"])  # {stem: absolute target}
 except ShardListError as exc:
     raise WorkflowError(str(exc)) from None
+# Checked here, not left to the link jobs: Snakemake silently keeps an existing dataset whose
+# inputs can no longer be made, so a listed shard that vanished would otherwise go unnoticed.
+_missing = [target for target in SYNTH_SHARDS.values() if not os.path.exists(target)]
+if _missing:
+    raise WorkflowError(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
 SYNTH_CODE = code_version("builders/synth.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
 SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
@@ -88,6 +93,7 @@ rule synth_plan:
     output:
         plan=os.path.join(SYNTH_WORK, "plan.json"),
     params:
+        shards=list(SYNTH_SHARDS.values()),  # the listed set, so a changed list is never missed
         flags=SYNTH_FLAGS,
         seed=COMMON["seed"],
         code=SYNTH_CODE,
