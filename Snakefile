@@ -9,6 +9,9 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/tokenizer.smk"
 include: "rules/synth.smk"
+include: "rules/code.smk"
+include: "rules/math.smk"
+include: "rules/chat.smk"
 
 
 localrules: all
@@ -17,3 +20,6 @@ localrules: all
 rule all:
     input:
         rules.synth_distill_phase1_high_550m.input,
+        rules.code_opencodeinstruct_55m.input,
+        rules.math_nemotron_v2_low_55m.input,
+        rules.helpfulness_oasst2_15m.input,

@@ -2,6 +2,7 @@
 #   synth_link (per shard) -> synth_scan (per shard) -> synth_plan -> synth_encode (per shard)
 #   -> synth_finalize
 
+from distill_data.fingerprint import raw_fingerprint
 from distill_data.shardlist import ShardListError, read_shard_list
 
 SYNTH = config["synth"]
@@ -11,9 +12,10 @@ try:
 except ShardListError as exc:
     raise WorkflowError(str(exc)) from None
 # Checked here, not left to the link jobs: Snakemake silently keeps an existing dataset whose
-# inputs can no longer be made, so a listed shard that vanished would otherwise go unnoticed.
+# inputs can no longer be made, so a mistyped or vanished shard would otherwise go unnoticed.
+# A machine without the SYNTH source at all (no raw_root) can still build the other targets.
 _missing = [target for target in SYNTH_SHARDS.values() if not os.path.exists(target)]
-if _missing:
+if _missing and os.path.isdir(SYNTH["raw_root"]):
     raise WorkflowError(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
 SYNTH_CODE = code_version("builders/synth.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
@@ -75,6 +77,7 @@ rule synth_scan:
     params:
         batch_size=COMMON["batch_size"],
         code=SYNTH_CODE,
+        raw=lambda w: raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
         os.path.join(LOGS, "synth", "scan", "{shard}.log"),
     threads: 1
@@ -136,7 +139,7 @@ rule synth_encode:
 rule synth_finalize:
     """Fixed-size part files in shard-list order, and the manifest; assembled aside."""
     input:
-        shards=[synth_link(stem) for stem in SYNTH_SHARDS],
+        shards=ancient([synth_link(stem) for stem in SYNTH_SHARDS]),  # read for the manifest only
         summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
         stats=[synth_work("encoded", stem, ".stats.json") for stem in SYNTH_SHARDS],
         encoded=[synth_work("encoded", stem, f".{split}.parquet") for stem in SYNTH_SHARDS for split in ("train", "validation")],

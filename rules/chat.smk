@@ -1,0 +1,55 @@
+# OpenAssistant/oasst2 -> helpfulness_oasst2_15m: one budgeted job (budget.py); the real
+# source runs out before the token budget, and the manifest says so.
+
+from distill_data.budget import find_input_files
+from distill_data.fingerprint import raw_fingerprints
+from distill_data.io import SourceError
+
+CHAT = config["chat"]
+
+
+def chat_files(wildcards):
+    """The message files, listed when a chat target is requested (see code_shards)."""
+    try:
+        return find_input_files(CHAT["input_dir"], "*.parquet", "config key chat.input_dir", recursive=True)
+    except SourceError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+localrules: helpfulness_oasst2_15m
+
+
+rule chat_build:
+    """Best-ranked reviewed replies with their prompts, English target by hash, until the
+    token budget."""
+    input:
+        files=chat_files,
+        vocab=VOCAB_FILE,
+    output:
+        manifest=dataset_manifest("chat"),
+    params:
+        dataset=CHAT["dataset_name"],
+        input_dir=CHAT["input_dir"],
+        target=CHAT["target_total_tokens"],
+        english_frac=CHAT["english_frac"],
+        rank="--require-rank-zero" if CHAT["require_rank_zero"] else "--no-require-rank-zero",
+        encoding=encoding_flags(),
+        raw=lambda w, input: raw_fingerprints(input.files),  # content, so a replaced file reruns the job
+        code=code_version(*RENDER_CODE, "budget.py", "builders/oasst2.py",
+                          script_path("build_oasst2_distill.py")),
+    log:
+        os.path.join(LOGS, "chat", "build.log"),
+    threads: THREADS["budgeted"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_oasst2_distill.py --input-dir {params.input_dir:q} "
+        "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
+        "--target-total-tokens {params.target} --english-frac {params.english_frac} {params.rank} "
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+
+
+rule helpfulness_oasst2_15m:
+    input:
+        rules.chat_build.output.manifest,

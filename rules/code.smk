@@ -1,0 +1,55 @@
+# nvidia/OpenCodeInstruct -> code_opencodeinstruct_55m: one budgeted job (budget.py), the
+# shards read in shuffled order until the token budget is reached.
+
+from distill_data.budget import find_input_files
+from distill_data.fingerprint import raw_fingerprints
+from distill_data.io import SourceError
+
+CODE = config["code"]
+
+
+def code_shards(wildcards):
+    """The shards, listed when a code target is requested (not at parse time, so that a
+    machine without this source can still build the others)."""
+    try:
+        return find_input_files(CODE["input_dir"], "*.parquet", "config key code.input_dir")
+    except SourceError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+localrules: code_opencodeinstruct_55m
+
+
+rule code_build:
+    """Perfect-score rows (all unit tests passed) until the token budget; writes the
+    dataset, its manifest and input_shards_order.txt."""
+    input:
+        shards=code_shards,
+        vocab=VOCAB_FILE,
+    output:
+        manifest=dataset_manifest("code"),
+    params:
+        dataset=CODE["dataset_name"],
+        input_dir=CODE["input_dir"],
+        target=CODE["target_total_tokens"],
+        shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
+        encoding=encoding_flags(),
+        raw=lambda w, input: raw_fingerprints(input.shards),  # content, so a replaced file reruns the job
+        code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
+                          script_path("build_opencode_distill.py")),
+    log:
+        os.path.join(LOGS, "code", "build.log"),
+    threads: THREADS["budgeted"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
+        "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
+        "--target-total-tokens {params.target} {params.shuffle} "
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+
+
+rule code_opencodeinstruct_55m:
+    input:
+        rules.code_build.output.manifest,

@@ -1,0 +1,53 @@
+# nvidia/Nemotron-Math-v2 (JSON lines) -> math_nemotron_v2_low_55m: one budgeted job
+# (budget.py), the files streamed in the configured order until the token budget is reached.
+
+from distill_data.fingerprint import raw_fingerprints
+
+MATH = config["math"]
+
+
+def math_files(wildcards):
+    """The JSON-lines files, checked when a math target is requested (see code_shards)."""
+    files = [os.path.abspath(p) for p in MATH["input_files"]]
+    missing = [p for p in files if not os.path.isfile(p)]
+    if missing:
+        raise WorkflowError("config key math.input_files: no such file(s): " + ", ".join(missing))
+    return files
+
+
+localrules: math_nemotron_v2_low_55m
+
+
+rule math_build:
+    """Prompt, reasoning and answer of each line until the token budget; bad lines counted,
+    a mostly unreadable file stops the job."""
+    input:
+        files=math_files,
+        vocab=VOCAB_FILE,
+    output:
+        manifest=dataset_manifest("math"),
+    params:
+        dataset=MATH["dataset_name"],
+        target=MATH["target_total_tokens"],
+        tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
+        max_bad=MATH["max_bad_line_frac"],
+        encoding=encoding_flags(),
+        raw=lambda w, input: raw_fingerprints(input.files),  # content, so a replaced file reruns the job
+        code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
+                          script_path("build_nemotron_math_distill.py")),
+    log:
+        os.path.join(LOGS, "math", "build.log"),
+    threads: THREADS["budgeted"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "{PYTHON} {SCRIPTS}/build_nemotron_math_distill.py --input-file {input.files:q} "
+        "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
+        "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+
+
+rule math_nemotron_v2_low_55m:
+    input:
+        rules.math_build.output.manifest,

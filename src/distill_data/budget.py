@@ -1,0 +1,332 @@
+"""The budgeted builders' shared driver (code, math, chat).
+
+A source (``builders/opencode.py``, ``nemotron.py``, ``oasst2.py``) turns raw rows into
+*candidates*, in a fixed read order: an ``Example`` to encode, or the name of the reason it is
+dropped. This module does everything else: it encodes a batch at a time, walks the results in
+read order, counts every drop, writes the kept rows, and stops right after the row whose
+cumulative total tokens (``len(input_ids)``, both splits) reach ``target_total_tokens``. That
+row is the last one taken; the rest of its batch and everything after it count as *not read*,
+never as dropped. Batches only group the work: the crossing row is defined by read order, so
+the output is the same for any batch size and any tokenizer thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, Union
+
+import pyarrow as pa
+
+from .cli import add_encoding_args, make_encoder
+from .dataset import SplitWriters, build_manifest, write_build_info
+from .encode import EncodedExample, Example, ExampleEncoder, record, rows_to_table
+from .io import SourceError
+from .schema import SPLITS
+from .stats import DatasetStats
+from .writer import assembled_aside, write_json
+
+log = logging.getLogger("distill_data")
+
+# How many dropped rows per reason the manifest names (file and row/line), as a sample log.
+DROP_SAMPLES_PER_REASON = 5
+OUTPUT_ROOT = "/data/distillation_1"
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A dropped row with a short explanation for the sample log (a plain reason string is
+    enough when there is nothing more to say)."""
+
+    reason: str
+    detail: str = ""
+
+
+Candidate = Union[Example, str, Drop]
+
+
+@dataclass
+class Batch:
+    """Consecutive candidates of one input file, in read order."""
+
+    file: int                      # index into the source's `files`
+    positions: Sequence[int]       # each candidate's row (0-based) or line (1-based) in the file
+    items: Sequence[Candidate]
+    # Byte offset just after each candidate (JSON lines): lets the manifest say how much of a
+    # partly read file was left.
+    ends: Sequence[int] | None = None
+    # Raised once the driver has taken every candidate of the batch, never if the budget stopped
+    # it earlier: a source fails at a fixed point of the read order, whatever the batch size.
+    error_after: Exception | None = None
+
+
+@dataclass(frozen=True)
+class StopPoint:
+    """The row that crossed the budget: the last one taken."""
+
+    file: int
+    position: int
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class BudgetParams:
+    """What decides a budgeted build's output (threads and batch size do not)."""
+
+    target_total_tokens: int
+    max_seq_len: int = 8192
+    seed: int = 1337
+    train_frac: float = 0.99
+    reasoning_effort: str = "high"
+    rows_per_file: int = 2000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BudgetSource(ABC):
+    """One raw source as the driver sees it; subclasses hold only source-specific parts."""
+
+    builder: str                   # short builder name, in the manifest
+    schema: pa.Schema              # output rows (its `source` struct differs per builder)
+    category_fields: Sequence[str]  # source fields whose distribution the manifest reports
+    drop_reasons: Sequence[str]    # every reason this source (and the encoder) can give
+    position_name = "row"          # positions count parquet rows (0-based) or lines (1-based)
+    rows_meaning = "rows of the input files"
+
+    def __init__(self, files: Sequence[str | os.PathLike]):
+        self.files = [Path(p) for p in files]
+
+    @abstractmethod
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Candidates in read order, a batch at a time."""
+
+    @abstractmethod
+    def describe_inputs(self, rows_read: Sequence[int], stop: StopPoint | None) -> list[dict]:
+        """The manifest's `inputs`: each file, in the order read, with its size and rows."""
+
+    @abstractmethod
+    def describe_not_read(self, rows_read: Sequence[int], stop: StopPoint | None) -> dict:
+        """What the budget left unread, and what the number means."""
+
+    def manifest_extra(self) -> dict:
+        """Source-specific manifest keys (e.g. a sampling plan)."""
+        return {}
+
+    def write_extra_files(self, dataset_dir: Path) -> None:
+        """Source-specific files next to the manifest (e.g. the shard order)."""
+
+
+class CountedSource(BudgetSource):
+    """A source whose rows per file are known before reading (parquet metadata, or replies
+    found by a first pass), so that what the budget left unread is an exact row count."""
+
+    @property
+    @abstractmethod
+    def file_rows(self) -> Sequence[int]:
+        """Rows (in the sense of `rows_meaning`) of each file, in read order."""
+
+    def describe_inputs(self, rows_read, stop):
+        return [
+            {"path": str(path), "bytes": path.stat().st_size, "rows": total, "rows_read": done,
+             "read": read_status(done, total)}
+            for path, total, done in zip(self.files, self.file_rows, rows_read)
+        ]
+
+    def describe_not_read(self, rows_read, stop):
+        unread = [total - done for total, done in zip(self.file_rows, rows_read)]
+        return {
+            "rows": sum(unread),
+            "bytes": None,
+            "meaning": "rows (see rows_read_meaning) never read because the token budget was "
+                       "reached; exact, counted from the files' row counts",
+            "files": [{"path": str(p), "rows": n} for p, n in zip(self.files, unread) if n],
+        }
+
+
+def read_status(done: int, total: int | None) -> str:
+    if total is not None and done >= total:
+        return "complete"
+    return "partial" if done else "not_read"
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """The running state of one build: counts, tokens so far, and where it stopped."""
+
+    source: BudgetSource
+    encoder: ExampleEncoder
+    writers: SplitWriters
+    target: int
+    stats: DatasetStats = field(default_factory=DatasetStats)
+    total_tokens: int = 0
+    stop: StopPoint | None = None
+    rows_read: list = field(default_factory=list)
+    samples: dict = field(default_factory=dict)
+
+    def consume(self, batch: Batch) -> bool:
+        """Take the batch's candidates in order; True once the budget is reached."""
+        examples = [c for c in batch.items if isinstance(c, Example)]
+        encoded = iter(self.encoder.encode(examples) if examples else ())
+        kept: dict[str, list[EncodedExample]] = {split: [] for split in SPLITS}
+        for i, item in enumerate(batch.items):
+            self.rows_read[batch.file] += 1
+            self.stats.accounting.rows_read += 1
+            if isinstance(item, Example):
+                item = next(encoded)
+            if not isinstance(item, EncodedExample):
+                self._drop(item, batch, i)
+                continue
+            record(self.stats, item, self.source.category_fields)
+            kept[item.split].append(item)
+            self.total_tokens += item.total_tokens
+            if self.total_tokens >= self.target:
+                self.stop = StopPoint(batch.file, batch.positions[i], batch.ends[i] if batch.ends else None)
+                break
+        for split, rows in kept.items():
+            if rows:
+                self.writers.write(split, rows_to_table(rows, self.source.schema))
+        if self.stop is None and batch.error_after is not None:
+            raise batch.error_after
+        return self.stop is not None
+
+    def _drop(self, item: str | Drop, batch: Batch, i: int) -> None:
+        reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
+        if reason not in self.source.drop_reasons:
+            raise RuntimeError(f"{self.source.builder}: drop reason {reason!r} is not one of "
+                               f"{list(self.source.drop_reasons)} (a bug in the builder)")
+        self.stats.accounting.drop(reason)
+        sample = self.samples.setdefault(reason, [])
+        if len(sample) < DROP_SAMPLES_PER_REASON:
+            where = {"file": str(self.source.files[batch.file]), self.source.position_name: batch.positions[i]}
+            if detail:
+                where["detail"] = detail
+            sample.append(where)
+            log.info("dropped (%s) %s %s %d%s", reason, where["file"], self.source.position_name,
+                     batch.positions[i], f": {detail}" if detail else "")
+
+    def budget_report(self) -> dict:
+        stopped_at = None
+        if self.stop is not None:
+            stopped_at = {"file": str(self.source.files[self.stop.file]),
+                          self.source.position_name: self.stop.position}
+        return {
+            "target_total_tokens": self.target,
+            "total_tokens": self.total_tokens,
+            "exhausted": self.stop is None,
+            "stopped_at": stopped_at,
+        }
+
+
+def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *, dataset: str,
+          dataset_dir: Path, batch_size: int = 4096) -> dict:
+    """Build `dataset_dir` (assembled aside, swapped in on success) and return its manifest."""
+    check_encoder(encoder, params)
+    started = time.time()
+    with assembled_aside(Path(dataset_dir)) as scratch:
+        run = _Run(source, encoder, SplitWriters(scratch, source.schema, params.rows_per_file),
+                   params.target_total_tokens, rows_read=[0] * len(source.files))
+        batches = source.batches(batch_size)
+        try:
+            for batch in batches:
+                if run.consume(batch):
+                    break
+                log_progress(run, started)
+        finally:
+            batches.close()  # lets the source close its files when the budget stopped it early
+        files = run.writers.close()
+        manifest = build_manifest(
+            dataset=dataset, builder=source.builder, params=params.to_dict(),
+            tokenizer=encoder.renderer.tokenizer,
+            inputs=source.describe_inputs(run.rows_read, run.stop), stats=run.stats, files=files,
+            extra={
+                "budget": run.budget_report(),
+                "not_read": source.describe_not_read(run.rows_read, run.stop),
+                "rows_read_meaning": source.rows_meaning,
+                "drop_reasons": list(source.drop_reasons),
+                "drop_samples": {k: run.samples[k] for k in sorted(run.samples)},
+                **source.manifest_extra(),
+            },
+        )
+        source.write_extra_files(scratch)
+        write_json(scratch / "manifest.json", manifest)
+    log_summary(manifest)
+    return manifest
+
+
+def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:
+    """The manifest reports `params`; make sure they are what the encoder really uses."""
+    used = (encoder.max_seq_len, encoder.seed, encoder.train_frac, encoder.renderer.effort)
+    wanted = (params.max_seq_len, params.seed, params.train_frac, params.reasoning_effort)
+    if used != wanted:
+        raise ValueError(f"encoder settings {used} differ from the build parameters {wanted}")
+
+
+def log_progress(run: _Run, started: float) -> None:
+    acc = run.stats.accounting
+    log.info("read %d, kept %d, %d of %d tokens (%.0f s)", acc.rows_read, acc.rows_written,
+             run.total_tokens, run.target, time.time() - started)
+
+
+def log_summary(manifest: dict) -> None:
+    budget = manifest["budget"]
+    acc = manifest["accounting"]
+    how = "source exhausted" if budget["exhausted"] else f"budget reached at {budget['stopped_at']}"
+    log.info("%s: read %d, written %d, dropped %d, %d tokens; %s", manifest["dataset"], acc["rows_read"],
+             acc["rows_written_total"], acc["dropped_total"], budget["total_tokens"], how)
+
+
+# --- finding the raw files --------------------------------------------------------------------
+
+def find_input_files(folder: str | os.PathLike, pattern: str, what: str, recursive: bool = False) -> list[str]:
+    """The files matching `pattern` in `folder`, sorted; a clear error when there are none.
+    `what` names the setting that gave the folder (e.g. the config key)."""
+    folder = str(folder)
+    if not os.path.isdir(folder):
+        raise SourceError(f"{folder} ({what}): no such folder")
+    found = sorted(glob.glob(os.path.join(folder, "**", pattern) if recursive else os.path.join(folder, pattern),
+                             recursive=recursive))
+    if not found:
+        raise SourceError(f"{folder} ({what}): no {pattern} files{' (searched recursively)' if recursive else ''}")
+    return found
+
+
+# --- the scripts' shared command line ---------------------------------------------------------
+
+def add_budget_args(parser: argparse.ArgumentParser, dataset_name: str, target_total_tokens: int) -> None:
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help=f"dataset folder to write (default: {OUTPUT_ROOT}/<dataset name>)")
+    parser.add_argument("--dataset-name", default=dataset_name, help="name recorded in the manifest")
+    parser.add_argument("--target-total-tokens", type=int, default=target_total_tokens,
+                        help="token budget, both splits; the row that crosses it is the last one taken")
+    add_encoding_args(parser)
+
+
+def common_params(args: argparse.Namespace) -> dict:
+    """The BudgetParams fields from the shared flags."""
+    if args.target_total_tokens < 1:
+        raise ValueError(f"--target-total-tokens must be at least 1, got {args.target_total_tokens}")
+    return {"target_total_tokens": args.target_total_tokens, "max_seq_len": args.max_seq_len,
+            "seed": args.seed, "train_frac": args.train_frac, "reasoning_effort": args.reasoning_level,
+            "rows_per_file": args.rows_per_file}
+
+
+def run_script(args: argparse.Namespace, make_source: Callable[[], BudgetSource], params: BudgetParams) -> dict:
+    """A builder script's body: source, encoder, build, build_info.json."""
+    started = time.time()
+    output_dir = args.output_dir or Path(OUTPUT_ROOT) / args.dataset_name
+    source = make_source()
+    encoder = make_encoder(args)
+    manifest = build(source, encoder, params, dataset=args.dataset_name, dataset_dir=output_dir,
+                     batch_size=args.batch_size)
+    write_build_info(output_dir, started, sys.argv)
+    return manifest

@@ -1,0 +1,169 @@
+"""nvidia/OpenCodeInstruct → `code_opencodeinstruct_55m`: the source-specific parts.
+
+Prompt = `input`, final = `output`, no analysis. Only rows whose `average_test_score` is 1.0
+(all ten unit tests passed) are kept; the score is `double` in the real shards and a string in
+copies saved through `datasets`, so both are accepted, in the same run too. Shards are read in
+`random.Random(seed).shuffle(sorted(paths))` order when shuffled (the original builds' order);
+the budget driver (budget.py) does the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+
+from .. import budget
+from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
+from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..schema import example_schema, source_type
+from ..text import clean_text
+from ..writer import write_text
+
+DATASET_HF = "nvidia/OpenCodeInstruct"
+ID_PREFIX = "opencode"
+SOURCE_TYPE = source_type(["id", "domain", "generation_algorithm"])
+SCHEMA = example_schema(SOURCE_TYPE)
+CATEGORY_FIELDS = ("domain", "generation_algorithm")
+SHARD_ORDER_FILE = "input_shards_order.txt"
+
+# Drop reasons, in the order they are tested: a row is counted under the first that applies.
+DROP_MISSING_ID = "missing_id"
+DROP_EMPTY_PROMPT = "empty_prompt"
+DROP_EMPTY_ANSWER = "empty_answer"
+DROP_NO_TEST_SCORE = "no_test_score"      # null, NaN or not a number
+DROP_IMPERFECT_TESTS = "imperfect_tests"  # a score other than 1.0
+DROP_REASONS = (DROP_MISSING_ID, DROP_EMPTY_PROMPT, DROP_EMPTY_ANSWER, DROP_NO_TEST_SCORE,
+                DROP_IMPERFECT_TESTS, DROP_ENCODING_ERROR, DROP_TOO_LONG)
+
+TEXT_COLUMNS = ("id", "input", "output", "domain", "generation_algorithm")
+SCORE_COLUMN = "average_test_score"
+COLUMNS = TEXT_COLUMNS + (SCORE_COLUMN,)
+
+
+@dataclass(frozen=True)
+class OpenCodeParams(budget.BudgetParams):
+    target_total_tokens: int = 55_000_000
+    shuffle_shards: bool = True
+
+
+# --- row rules -------------------------------------------------------------------------------
+
+def parse_score(value) -> float | None:
+    """`average_test_score` as a number: doubles as they are, strings (`"1"`, `"1.0"`,
+    `"0.9"`) parsed; None for null, NaN or anything unparsable."""
+    if isinstance(value, bool):  # a bool is an int in Python, but not a score
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if math.isnan(number) else number
+
+
+def row_drop(raw_id, prompt: str, answer: str, score) -> str | None:
+    """The first reason that drops a row, or None when it is kept (texts already clean)."""
+    if not raw_id:
+        return DROP_MISSING_ID
+    if not prompt:
+        return DROP_EMPTY_PROMPT
+    if not answer:
+        return DROP_EMPTY_ANSWER
+    number = parse_score(score)
+    if number is None:
+        return DROP_NO_TEST_SCORE
+    if number != 1.0:
+        return DROP_IMPERFECT_TESTS
+    return None
+
+
+def candidate(row: dict) -> Example | str:
+    key = clean_text(row["id"])
+    prompt = clean_text(row["input"])
+    answer = clean_text(row["output"])
+    reason = row_drop(key, prompt, answer, row[SCORE_COLUMN])
+    if reason:
+        return reason
+    return Example(
+        key=key,
+        id=f"{ID_PREFIX}:{key}",
+        source={"dataset": DATASET_HF, "id": key, "domain": clean_text(row["domain"]) or None,
+                "generation_algorithm": clean_text(row["generation_algorithm"]) or None},
+        prompt=prompt,
+        reasoning="",
+        final=answer,
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def shard_order(paths: Sequence[str | Path], shuffle: bool, seed: int) -> list[str]:
+    """Sorted paths, shuffled as the original builds did when `shuffle`."""
+    order = sorted(str(p) for p in paths)
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    return order
+
+
+def check_score_type(path, kind: pa.DataType) -> None:
+    """Numbers or strings are fine (both occur in the wild); anything else is a wrong file."""
+    if isinstance(kind, pa.DictionaryType):
+        kind = kind.value_type
+    ok = (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
+          or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind))
+    if not ok:
+        raise SourceError(f"{path}: column {SCORE_COLUMN} has type {kind}, expected a number or a string")
+
+
+class OpenCodeSource(budget.CountedSource):
+    builder = "opencode"
+    schema = SCHEMA
+    category_fields = CATEGORY_FIELDS
+    drop_reasons = DROP_REASONS
+
+    def __init__(self, shards: Sequence[str | Path], shuffle: bool, seed: int):
+        super().__init__(shard_order(shards, shuffle, seed))
+        self.shuffle = shuffle
+        rows = []
+        for path in self.files:  # fail on a wrong shard before hours of work, not after
+            handle = open_parquet(path, COLUMNS)
+            check_score_type(path, handle.schema_arrow.field(SCORE_COLUMN).type)
+            rows.append(handle.metadata.num_rows)
+        self._rows = rows
+
+    @property
+    def file_rows(self) -> Sequence[int]:
+        return self._rows
+
+    def batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        for index, path in enumerate(self.files):
+            row = 0
+            for cols in iter_parquet_columns(path, COLUMNS, batch_size, string_columns=TEXT_COLUMNS):
+                n = len(cols["id"])
+                items = [candidate({name: cols[name][i] for name in COLUMNS}) for i in range(n)]
+                yield budget.Batch(index, range(row, row + n), items)
+                row += n
+
+    def manifest_extra(self) -> dict:
+        return {"shard_order": {"shuffled": self.shuffle, "file": SHARD_ORDER_FILE}}
+
+    def write_extra_files(self, dataset_dir: Path) -> None:
+        write_text(Path(dataset_dir) / SHARD_ORDER_FILE, "".join(f"{p}\n" for p in self.files))
+
+
+def build(input_dir: str | Path, output_dir: str | Path, encoder: ExampleEncoder, params: OpenCodeParams,
+          dataset: str = "code_opencodeinstruct_55m", batch_size: int = 4096) -> dict:
+    shards = budget.find_input_files(input_dir, "*.parquet", "OpenCodeInstruct input folder")
+    source = OpenCodeSource(shards, params.shuffle_shards, params.seed)
+    return budget.build(source, encoder, params, dataset=dataset, dataset_dir=Path(output_dir),
+                        batch_size=batch_size)
