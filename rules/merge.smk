@@ -1,0 +1,48 @@
+# The four builder datasets -> phase1_mix_8k_665m: one job that writes the interleaved mix and,
+# next to it, manifest.json, stats.json and samples.md (all inside the folder it swaps into
+# place, so they can never describe another build of the mix).
+
+MERGE = config["merge"]
+# The builders merged: each name is its config section and the mix's `source.dataset`.
+MERGE_INPUTS = MERGE["inputs"]
+MIX_DIR = os.path.join(OUT, MERGE["dataset_name"])
+
+
+localrules: phase1_mix_8k_665m
+
+
+rule merge_mix:
+    """Every row of the four datasets once, in the canonical schema, interleaved by a seeded
+    schedule weighted by merge.weight_by; stats and decoded samples alongside."""
+    input:
+        **{name: dataset_manifest(name) for name in MERGE_INPUTS},
+        vocab=VOCAB_FILE,
+    output:
+        manifest=os.path.join(MIX_DIR, "manifest.json"),
+        stats=os.path.join(MIX_DIR, "stats.json"),
+        samples=os.path.join(MIX_DIR, "samples.md"),
+    params:
+        inputs=lambda w, input: " ".join(f"--input {name}={shlex.quote(os.path.dirname(input[name]))}"
+                                         for name in MERGE_INPUTS),
+        flags=cli_flags({
+            "seed": MERGE["seed"],
+            "weight_by": MERGE["weight_by"],
+            "rows_per_shard": MERGE["rows_per_file"],
+            "samples_per_input": MERGE["samples_per_input"],
+        }),
+        code=code_version("merge.py", "mix_report.py", "interleave.py", "writer.py", "dataset.py", "schema.py",
+                          "stats.py", "hashing.py", "cli.py", script_path("merge_distill_datasets.py")),
+    log:
+        os.path.join(LOGS, "merge", "merge_mix.log"),
+    threads: THREADS["merge"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PYTHON} {SCRIPTS}/merge_distill_datasets.py {params.inputs} --output-dir $(dirname {output.manifest:q}) "
+        "{params.flags} --threads {threads} --tokenizer-dir $(dirname {input.vocab:q}) 2> {log:q}"
+
+
+rule phase1_mix_8k_665m:
+    input:
+        rules.merge_mix.output,

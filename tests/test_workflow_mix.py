@@ -1,0 +1,113 @@
+"""The mix target through real Snakemake runs: the four builders and the merge from generated
+sources in one command, identical bytes when rebuilt, and reruns of exactly what is stale
+(read from `snakemake -n`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from distill_data.demo.nemotron import write_nemotron_jsonl
+from distill_data.demo.oasst2 import write_oasst2_source
+from distill_data.demo.opencode import write_opencode_source
+from distill_data.demo.synth import write_synth_source
+from workflow_helpers import copy_project, dataset_bytes, dry_run_jobs, snakemake, write_config
+
+TARGET = "phase1_mix_8k_665m"
+MERGE_ONLY = {"merge_mix": 1, TARGET: 1}
+BUILDERS = {"synth": "synth_distill_phase1_high_550m", "code": "code_opencodeinstruct_55m",
+            "math": "math_nemotron_v2_low_55m", "chat": "helpfulness_oasst2_15m"}
+SHARDS = ["synth_010.parquet", "synth_034.parquet"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mix_workflow")
+    project = copy_project(root / "project")
+    raw = root / "raw"
+    write_synth_source(raw / "synth", SHARDS, 150, seed=21)
+    (root / "list.txt").write_text("".join(f"{name}\n" for name in SHARDS))
+    write_opencode_source(raw / "code", 2, 120, seed=22)
+    write_nemotron_jsonl(raw / "math" / "low.jsonl", 150, seed=23)
+    write_oasst2_source(raw / "chat", 25, seed=24)
+    config = {
+        "output_root": str(root / "out"),
+        "common": {"rows_per_file": 40},
+        "threads": {"encode": 1, "budgeted": 1, "merge": 2},
+        "synth": {"raw_root": str(raw / "synth"), "subset_dir": str(root / "subset"),
+                  "shard_list": str(root / "list.txt"), "global_keep": 0.6},
+        "code": {"input_dir": str(raw / "code"), "target_total_tokens": 15_000},
+        "math": {"input_files": [str(raw / "math" / "low.jsonl")], "target_total_tokens": 30_000},
+        "chat": {"input_dir": str(raw / "chat")},
+        "merge": {"rows_per_file": 60, "samples_per_input": 2},
+    }
+    cfg = write_config(root / "config.yaml", config)
+    snakemake(project, TARGET, "-j", "2", "--configfile", str(cfg))
+    return {"root": root, "project": project, "config": config, "cfg": cfg,
+            "mix": root / "out" / TARGET, "snapshot": dataset_bytes(root / "out" / TARGET)}
+
+
+def variant(built, name, section, **values):
+    config = json.loads(json.dumps(built["config"]))
+    config[section].update(values)
+    return str(write_config(built["root"] / f"{name}.yaml", config))
+
+
+def jobs_for(built, cfg=None):
+    return dry_run_jobs(built["project"], TARGET, "--configfile", cfg or str(built["cfg"]))
+
+
+def test_one_command_builds_the_mix_of_all_four(built):
+    manifest = json.loads(built["snapshot"]["manifest.json"])
+    out = built["root"] / "out"
+    assert [i["name"] for i in manifest["inputs"]] == list(BUILDERS)
+    written = 0
+    for entry, (name, dataset) in zip(manifest["inputs"], BUILDERS.items()):
+        builder = json.loads((out / dataset / "manifest.json").read_text())
+        assert entry["dataset"] == builder["dataset"] == dataset
+        assert entry["rows"] == builder["accounting"]["rows_written"]
+        written += builder["accounting"]["rows_written_total"]
+    assert manifest["accounting"]["rows_written_total"] == written > 0
+    listed = {f["path"] for split in ("train", "validation") for f in manifest["files"][split]}
+    assert listed | {"manifest.json", "stats.json", "samples.md"} == set(built["snapshot"])
+    composition = manifest["composition"]["train"]
+    assert set(composition["inputs"]) == set(BUILDERS)
+    assert composition["prefix_deviation"]["max_deviation_in_B"] <= 1
+    samples = built["snapshot"]["samples.md"].decode()
+    assert all(f"\n## {name}\n" in samples for name in BUILDERS) and "<|return|>" in samples
+
+
+def test_nothing_to_do_after_a_build(built):
+    assert jobs_for(built) == {}
+
+
+def test_the_mix_is_rebuilt_byte_identical(built):
+    shutil.rmtree(built["mix"])
+    assert jobs_for(built) == MERGE_ONLY
+    snakemake(built["project"], TARGET, "-j", "2", "--configfile", str(built["cfg"]))
+    assert dataset_bytes(built["mix"]) == built["snapshot"]
+
+
+@pytest.mark.parametrize("key, value", [("seed", 7), ("samples_per_input", 1), ("weight_by", "rows"),
+                                        ("rows_per_file", 33), ("inputs", ["synth", "code", "math"])])
+def test_a_merge_parameter_reruns_only_the_merge(built, key, value):
+    assert jobs_for(built, variant(built, f"merge_{key}", "merge", **{key: value})) == MERGE_ONLY
+
+
+def test_editing_the_merge_code_reruns_only_the_merge(built):
+    source = built["project"] / "src" / "distill_data" / "merge.py"
+    original = source.read_text()
+    source.write_text(original + "\n# an edit\n")
+    try:
+        assert jobs_for(built) == MERGE_ONLY
+    finally:
+        source.write_text(original)
+
+
+def test_a_builder_parameter_reruns_that_builder_and_the_merge(built):
+    jobs = jobs_for(built, variant(built, "code_budget", "code", target_total_tokens=12_000))
+    assert jobs == {"code_build": 1, **MERGE_ONLY}
+    jobs = jobs_for(built, variant(built, "synth_keep", "synth", global_keep=0.5))
+    assert jobs == {"synth_plan": 1, "synth_encode": len(SHARDS), "synth_finalize": 1, **MERGE_ONLY}
