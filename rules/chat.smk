@@ -34,7 +34,7 @@ rule chat_build:
         english_frac=CHAT["english_frac"],
         rank="--require-rank-zero" if CHAT["require_rank_zero"] else "--no-require-rank-zero",
         encoding=encoding_flags(),
-        raw=lambda w, input: raw_fingerprints(input.files),  # content, so a replaced file reruns the job
+        raw=lambda w: raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/oasst2.py",
                           script_path("build_oasst2_distill.py")),
     log:

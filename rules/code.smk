@@ -34,7 +34,7 @@ rule code_build:
         target=CODE["target_total_tokens"],
         shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
         encoding=encoding_flags(),
-        raw=lambda w, input: raw_fingerprints(input.shards),  # content, so a replaced file reruns the job
+        raw=lambda w: raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:

@@ -8,7 +8,7 @@ MATH = config["math"]
 
 def math_files(wildcards):
     """The JSON-lines files, checked when a math target is requested (see code_shards)."""
-    files = [os.path.abspath(p) for p in MATH["input_files"]]
+    files = list(MATH["input_files"])  # as configured: the manifest records them so
     missing = [p for p in files if not os.path.isfile(p)]
     if missing:
         raise WorkflowError("config key math.input_files: no such file(s): " + ", ".join(missing))
@@ -32,7 +32,7 @@ rule math_build:
         tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
         max_bad=MATH["max_bad_line_frac"],
         encoding=encoding_flags(),
-        raw=lambda w, input: raw_fingerprints(input.files),  # content, so a replaced file reruns the job
+        raw=lambda w: raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
