@@ -7,6 +7,7 @@ encode (per shard) → finalize (fixed-size part files and the manifest).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections import Counter
@@ -25,6 +26,8 @@ from ..text import clean_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import Accounting, DatasetStats
 from ..writer import StreamingParquet, assembled_aside, write_json, write_parquet
+
+log = logging.getLogger("distill_data")
 
 DATASET_HF = "PleIAs/SYNTH"
 ID_PREFIX = "pleias_synth"
@@ -290,6 +293,8 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
             for split in SPLITS:
                 if written[split]:
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
+            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts),
+                     stats.accounting.rows_written)
     stats.accounting.check(str(path))
     return stats
 
