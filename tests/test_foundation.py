@@ -140,3 +140,19 @@ def test_assembled_aside_keeps_the_old_dataset_on_failure(tmp_path):
     with assembled_aside(final) as scratch:
         (scratch / "new.txt").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+
+
+def test_download_verifies_the_vocabulary_and_moves_it_into_place(tmp_path, vocab_dir):
+    from distill_data.tokenizer import download_vocabulary
+
+    source = (vocab_dir / "o200k_base.tiktoken").resolve()
+    dest = download_vocabulary(tmp_path / "tok", url=source.as_uri())
+    assert dest.read_bytes() == source.read_bytes()
+    resolve_vocab_dir(tmp_path / "tok")
+    bad = tmp_path / "bad.tiktoken"
+    bad.write_bytes(b"not the vocabulary")
+    with pytest.raises(TokenizerError, match="sha256"):
+        download_vocabulary(tmp_path / "tok2", url=bad.as_uri())
+    assert not (tmp_path / "tok2" / "o200k_base.tiktoken").exists()
+    with pytest.raises(TokenizerError, match="TIKTOKEN_ENCODINGS_BASE"):
+        download_vocabulary(tmp_path / "tok3", url=(tmp_path / "missing").as_uri())

@@ -111,3 +111,10 @@ def test_a_wrong_config_key_stops_the_run_naming_it(built):
                      check=False)
     assert done.returncode != 0
     assert "globl_keep" in done.stdout + done.stderr
+
+
+def test_without_a_vocabulary_folder_the_workflow_downloads_it_once_locally(built):
+    jobs = dry_run_jobs(built["project"], TARGET, "--configfile", variant(built, "fresh", synth={"global_keep": 0.5}),
+                        unset_env=("TIKTOKEN_ENCODINGS_BASE",))
+    assert jobs["download_tokenizer"] == 1
+    assert jobs["synth_encode"] == 2

@@ -34,8 +34,11 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900,
+              unset_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(project / "src"))
+    for name in unset_env:
+        env.pop(name, None)
     cmd = [sys.executable, "-m", "snakemake", "--directory", str(project), "--snakefile",
            str(project / "Snakefile"), *args]
     done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
@@ -44,9 +47,9 @@ def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900)
     return done
 
 
-def dry_run_jobs(project: Path, *args: str) -> dict[str, int]:
+def dry_run_jobs(project: Path, *args: str, unset_env: tuple[str, ...] = ()) -> dict[str, int]:
     """{rule: job count} that `snakemake -n` would run; {} when nothing is to be done."""
-    done = snakemake(project, "-n", *args)
+    done = snakemake(project, "-n", *args, unset_env=unset_env)
     text = done.stdout + done.stderr
     if "Nothing to be done" in text:
         return {}
