@@ -24,7 +24,7 @@ from ..hashing import unit_hash
 from ..io import SourceError, iter_parquet_columns, open_parquet
 from ..text import clean_text
 from ..schema import SPLITS, example_schema, source_type
-from ..stats import Accounting, DatasetStats
+from ..stats import DatasetStats
 from ..writer import StreamingParquet, assembled_aside, write_json, write_parquet
 
 log = logging.getLogger("distill_data")
