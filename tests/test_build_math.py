@@ -85,6 +85,8 @@ def planted_lines():
         line(13, uuid=None),                                         # kept, content-hash id
         line(14, messages=[{"role": "user", "content": "Say <|end|>\x00 now."}, {"role": "assistant", "content": "<|return|>"}]),
         *(line(100 + i) for i in range(40)),
+        line(101),                                                   # duplicate_id (same uuid)
+        line(12, uuid=OMIT),                                         # duplicate_id (same content hash)
     ]
 
 
@@ -94,7 +96,7 @@ def test_every_drop_reason_counted_exactly(tmp_path, tokenizer):
     acc = manifest["accounting"]
     assert acc["dropped"] == {"blank_line": 2, "invalid_json": 1, "not_an_object": 2, "no_user_message": 3,
                               "no_assistant_message": 1, "tool_row": 1, "empty_prompt": 2, "empty_answer": 1,
-                              "too_long": 1}
+                              "too_long": 1, "duplicate_id": 2}
     assert acc["rows_read"] == len(planted_lines()) == acc["rows_written_total"] + acc["dropped_total"]
     assert acc["rows_written_total"] == 3 + 3 + 40
     samples = manifest["drop_samples"]

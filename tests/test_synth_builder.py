@@ -224,3 +224,13 @@ def test_unreadable_shard_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(Exception) as info:
         build(folder, tmp_path / "out")
     assert "synth_001.parquet" in str(info.value) and "not a readable parquet file" in str(info.value)
+
+
+def test_a_repeated_synth_id_across_shards_stops_the_build(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(make_synth_table([ok_row(1), ok_row(2)]), folder / "synth_001.parquet")
+    pq.write_table(make_synth_table([ok_row(3), ok_row(2)]), folder / "synth_002.parquet")
+    with pytest.raises(Exception, match=r"synth_002.parquet: pleias_synth:rag_1_2 appears in more than one row"):
+        build(folder, tmp_path / "out", *NO_SAMPLING, "--train-frac", "1")
+    assert not (tmp_path / "out").exists()

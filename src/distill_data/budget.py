@@ -37,6 +37,9 @@ log = logging.getLogger("distill_data")
 
 # How many dropped rows per reason the manifest names (file and row/line), as a sample log.
 DROP_SAMPLES_PER_REASON = 5
+# Ids are unique within a dataset (CONTRACT.md): a later row with the id of a row already
+# written (a repeated source id, or identical content hashed to the same id) is dropped.
+DROP_DUPLICATE_ID = "duplicate_id"
 OUTPUT_ROOT = "/data/distillation_1"
 
 
@@ -172,6 +175,7 @@ class _Run:
     stop: StopPoint | None = None
     rows_read: list = field(default_factory=list)
     samples: dict = field(default_factory=dict)
+    written_ids: set = field(default_factory=set)
 
     def consume(self, batch: Batch) -> bool:
         """Take the batch's candidates in order; True once the budget is reached."""
@@ -183,9 +187,12 @@ class _Run:
             self.stats.accounting.rows_read += 1
             if isinstance(item, Example):
                 item = next(encoded)
+            if isinstance(item, EncodedExample) and item.example.id in self.written_ids:
+                item = Drop(DROP_DUPLICATE_ID, item.example.id)
             if not isinstance(item, EncodedExample):
                 self._drop(item, batch, i)
                 continue
+            self.written_ids.add(item.example.id)
             record(self.stats, item, self.source.category_fields)
             kept[item.split].append(item)
             self.total_tokens += item.total_tokens
@@ -201,7 +208,7 @@ class _Run:
 
     def _drop(self, item: str | Drop, batch: Batch, i: int) -> None:
         reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
-        if reason not in self.source.drop_reasons:
+        if reason not in self.source.drop_reasons and reason != DROP_DUPLICATE_ID:
             raise RuntimeError(f"{self.source.builder}: drop reason {reason!r} is not one of "
                                f"{list(self.source.drop_reasons)} (a bug in the builder)")
         self.stats.accounting.drop(reason)
@@ -252,7 +259,7 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
                 "budget": run.budget_report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
                 "rows_read_meaning": source.rows_meaning,
-                "drop_reasons": list(source.drop_reasons),
+                "drop_reasons": [*source.drop_reasons, DROP_DUPLICATE_ID],
                 "drop_samples": {k: run.samples[k] for k in sorted(run.samples)},
                 **source.manifest_extra(),
             },

@@ -315,10 +315,12 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
     inputs = [{"path": str(p), "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
     with assembled_aside(dataset_dir) as scratch:
         writers = SplitWriters(scratch, SCHEMA, params.rows_per_file)
+        seen_ids: set[str] = set()  # ids are unique within a dataset; shards are encoded apart
         for name in shard_names:
             for split in SPLITS:
                 handle = pq.ParquetFile(encoded_path(encoded_dir, name, split))
                 for batch in handle.iter_batches(batch_size=params.rows_per_file):
+                    check_unique(batch.column("id").to_pylist(), seen_ids, name)
                     writers.write(split, pa.Table.from_batches([batch]))
         files = writers.close()
         manifest = build_manifest(
@@ -328,6 +330,15 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
         )
         write_json(scratch / "manifest.json", manifest)
     return manifest
+
+
+def check_unique(ids: list[str], seen: set[str], shard_name: str) -> None:
+    """Stop the build on a repeated id rather than publish it twice."""
+    for row_id in ids:
+        if row_id in seen:
+            raise SourceError(f"{shard_name}: {row_id} appears in more than one row of the subset (ids "
+                              "must be unique within a dataset); is one shard listed twice under two names?")
+        seen.add(row_id)
 
 
 def load_json(path: Path) -> dict:
