@@ -22,7 +22,7 @@ from ..dataset import SplitWriters, build_manifest
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table
 from ..hashing import unit_hash
 from ..io import SourceError, iter_parquet_columns, open_parquet
-from ..text import clean_text
+from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
 from ..writer import StreamingParquet, assembled_aside, write_json, write_parquet
@@ -68,6 +68,7 @@ class SynthParams:
     include_seed_text: bool = True
     append_rag_sources: bool = False
     rows_per_file: int = 2000
+    split_by: str = "group"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -281,6 +282,7 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
                                         params.append_rag_sources),
                     reasoning=clean_text(cols["synthetic_reasoning"][i]),
                     final=clean_text(cols["synthetic_answer"][i]),
+                    group=normalize_text(cols["query"][i]),
                 ))
             row += n
             written = {split: [] for split in SPLITS}
