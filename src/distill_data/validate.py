@@ -798,17 +798,19 @@ def check_composition(manifest: dict, report: Report, order: dict, names: Sequen
             if listed is not None and abs(listed - shares[name]) > 1e-6:
                 check.fail(f"{split}: manifest realised_share of {name} is {listed}, the files give "
                            f"{shares[name]:.8f}", split=split, input=name)
-        # share of rows of each input in each 1% of the split's rows (the report's plot)
-        buckets = np.minimum((np.arange(len(rows)) * 100) // len(rows), 99)
-        per_percent = {}
+        # share of rows of each input in each 1% of the split's rows (the report's plot); a
+        # split under 1000 rows in tenths (a 1% slice of a few rows says nothing)
+        steps = 100 if len(rows) >= 1000 else 10
+        buckets = np.minimum((np.arange(len(rows)) * steps) // len(rows), steps - 1)
+        sizes = np.bincount(buckets, minlength=steps)
+        per_bucket = {}
         for k, name in enumerate(names):
-            counts = np.bincount(buckets[labels == k], minlength=100)
-            sizes = np.bincount(buckets, minlength=100)
-            per_percent[name] = [round(float(c / s), 6) if s else None for c, s in zip(counts, sizes)]
+            counts = np.bincount(buckets[labels == k], minlength=steps)
+            per_bucket[name] = [round(float(c / s), 6) if s else None for c, s in zip(counts, sizes)]
         out[split] = {"rows": len(rows), "weight_by": weight_by, "bound_B": bound,
                       "max_deviation": round(worst, 3), "max_deviation_in_B": round(worst / bound, 6) if bound else 0.0,
                       "shares": {n: round(s, 8) for n, s in shares.items()},
-                      "row_share_per_percent": per_percent}
+                      "buckets": steps, "row_share_per_bucket": per_bucket}
     return out
 
 
