@@ -8,6 +8,8 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/tokenizer.smk"
+include: "rules/validate.smk"
+include: "rules/report.smk"
 include: "rules/synth.smk"
 include: "rules/code.smk"
 include: "rules/math.smk"

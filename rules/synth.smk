@@ -57,6 +57,8 @@ rule synth_link:
         target=lambda w: SYNTH_SHARDS[w.shard],
     log:
         os.path.join(LOGS, "synth", "link", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "link", "{shard}.benchmark.tsv")
     shell:
         "ln -sfn {params.target:q} {output.link:q} 2> {log:q}"
 
@@ -80,6 +82,8 @@ rule synth_scan:
         raw=lambda w: raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
         os.path.join(LOGS, "synth", "scan", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "scan", "{shard}.benchmark.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -102,6 +106,8 @@ rule synth_plan:
         code=SYNTH_CODE,
     log:
         os.path.join(LOGS, "synth", "plan.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "plan.benchmark.tsv")
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage plan --scan-summary {input.summaries:q} "
         "--plan {output.plan:q} --seed {params.seed} {params.flags} 2> {log:q}"
@@ -125,6 +131,8 @@ rule synth_encode:
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "encode", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "encode", "{shard}.benchmark.tsv")
     threads: THREADS["encode"]
     resources:
         mem_mb=4000,
@@ -155,6 +163,8 @@ rule synth_finalize:
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "finalize.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "finalize.benchmark.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -169,3 +179,4 @@ rule synth_finalize:
 rule synth_distill_phase1_high_550m:
     input:
         rules.synth_finalize.output.manifest,
+        checked("synth"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -419,8 +419,8 @@ class HarmonyChecker:
 class SplitRule:
     """Recomputes a builder row's split group and split from the row itself."""
 
-    def __init__(self, manifest_params: dict, seed: int, train_frac: float, tokenizer, system_len: int):
-        self.split_by = manifest_params.get("split_by", "id")
+    def __init__(self, split_by: str, seed: int, train_frac: float, tokenizer, system_len: int):
+        self.split_by = split_by
         self.seed = seed
         self.train_frac = train_frac
         self.decode_bytes = tokenizer.tiktoken.decode_bytes
@@ -471,6 +471,7 @@ class Options:
     seed: int | None = None
     train_frac: float | None = None
     reasoning_level: str | None = None
+    split_by: str | None = None           # None = the manifest's (datasets built before it: id)
     tokenizer_dir: str | None = None
 
 
@@ -500,7 +501,8 @@ def validate(directory: Path, options: Options, inputs: Sequence[tuple[str, Path
     harmony = HarmonyChecker(tokenizer, effort)
     from openai_harmony import Message, Role
     system_len = len(tokenizer.harmony.render(Message.from_role_and_content(Role.SYSTEM, harmony.system)))
-    rule = None if mix else SplitRule(params, seed, train_frac, tokenizer, system_len)
+    split_by = None if mix else _param(options.split_by, manifest, "split_by", "id", report)
+    rule = None if mix else SplitRule(split_by, seed, train_frac, tokenizer, system_len)
 
     files = check_files(directory, manifest, report, params.get("rows_per_file"))
     total_rows = sum(rows for split in SPLITS for _, rows in files[split])
@@ -600,7 +602,7 @@ def validate(directory: Path, options: Options, inputs: Sequence[tuple[str, Path
         "rows": {split: counted[split] for split in SPLITS},
         "tokens": sum(t.stats("total")["sum"] for t in tallies.values()),
         "settings": {"max_seq_len": max_seq_len, "seed": seed, "train_frac": train_frac, "reasoning_level": effort,
-                     "split_by": params.get("split_by", "id") if not mix else None,
+                     "split_by": split_by,
                      "sample_rows": sample_rows},
         "harmony_round_trip": {"rows": harmony.rows, "tokens": harmony.tokens, "seconds": round(harmony.seconds, 3),
                                "rows_per_second": round(harmony.rows / harmony.seconds, 1) if harmony.seconds else None},
@@ -843,6 +845,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="the configured seed (default: the manifest's)")
     p.add_argument("--train-frac", type=float, help="the configured train_frac (default: the manifest's)")
     p.add_argument("--reasoning-level", choices=("low", "medium", "high"), help="default: the manifest's")
+    p.add_argument("--split-by", choices=("group", "id"), help="the configured split rule (default: the manifest's)")
     p.add_argument("--tokenizer-dir", help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE)")
     return p.parse_args(argv)
 
@@ -862,7 +865,7 @@ def main(argv=None) -> int:
         return 2
     options = Options(sample_rows=args.sample_rows, max_seq_len=args.max_seq_len, seed=args.seed,
                       train_frac=args.train_frac, reasoning_level=args.reasoning_level,
-                      tokenizer_dir=args.tokenizer_dir)
+                      split_by=args.split_by, tokenizer_dir=args.tokenizer_dir)
     try:
         result = validate(args.directory, options, inputs)
     except (ValidationError, TokenizerError) as exc:
