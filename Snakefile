@@ -5,6 +5,8 @@
 
 configfile: "config.yaml"
 
+report: "rules/captions/workflow.rst"
+
 
 include: "rules/common.smk"
 include: "rules/tokenizer.smk"

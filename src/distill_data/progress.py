@@ -66,8 +66,11 @@ class Progress:
         parts = [f"{self.what}: {self.rows:,} rows"]
         if self.total_rows:
             parts[0] += f" of {self.total_rows:,}"
-        parts.append(f"{_human(self.tokens)} tokens" + (f" of {_human(self.total_tokens)}" if self.total_tokens else ""))
-        parts.append(f"{_human(self.rows / elapsed)} rows/s, {_human(self.tokens / elapsed)} tokens/s")
+        counts_tokens = bool(self.tokens or self.total_tokens)   # a scan reads no tokens
+        if counts_tokens:
+            parts.append(f"{_human(self.tokens)} tokens" + (f" of {_human(self.total_tokens)}" if self.total_tokens else ""))
+        parts.append(f"{_human(self.rows / elapsed)} rows/s"
+                     + (f", {_human(self.tokens / elapsed)} tokens/s" if counts_tokens else ""))
         fraction = None
         if self.total_rows:
             fraction = self.rows / self.total_rows

@@ -22,6 +22,7 @@ from ..dataset import SplitWriters, build_manifest
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table
 from ..hashing import unit_hash
 from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..progress import Progress
 from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
@@ -147,11 +148,14 @@ def scan_shard(path: Path, batch_size: int = 4096) -> tuple[pa.Table, dict]:
     drops: list[str | None] = []
     memorization: list[bool] = []
     english: list[bool] = []
+    progress = Progress(f"scan {Path(path).name}", total_rows=open_parquet(path, SCAN_COLUMNS).metadata.num_rows)
     for cols in iter_parquet_columns(path, SCAN_COLUMNS, batch_size, string_columns=SCAN_COLUMNS):
+        progress.update(len(cols["synth_id"]))
         for sid, lang, exercise, query, answer, constraints in zip(*(cols[c] for c in SCAN_COLUMNS)):
             drops.append(quality_drop(sid, query, answer, constraints))
             memorization.append(clean_text(exercise) == "memorization")
             english.append(clean_text(lang) == "en")
+    progress.done()
     mask = pa.table([pa.array(drops, pa.string()), pa.array(memorization), pa.array(english)], schema=MASK_SCHEMA)
     passing = Counter((m, e) for d, m, e in zip(drops, memorization, english) if d is None)
     summary = {
@@ -258,6 +262,7 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = 0
+    progress = Progress(f"encode {shard_name} (rows read, tokens written)", total_rows=len(verdicts))
     with StreamingParquet({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}, SCHEMA) as sinks:
         for cols in iter_parquet_columns(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
             examples = []
@@ -295,8 +300,8 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
             for split in SPLITS:
                 if written[split]:
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
-            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts),
-                     stats.accounting.rows_written)
+            progress.update(n, sum(r.total_tokens for rows in written.values() for r in rows))
+    progress.done()
     stats.accounting.check(str(path))
     return stats
 
