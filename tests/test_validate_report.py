@@ -381,3 +381,59 @@ def test_the_inspector_shows_rows_of_every_dataset(demo, name, capsys):
 def test_the_inspector_names_a_missing_id(demo, capsys):
     assert show.main([str(dataset_dir(demo, "code")), "--id", "opencode:nope"]) == 2
     assert "no row with id opencode:nope" in capsys.readouterr().err
+
+
+# --- the split rule before and after split groups ----------------------------------------------
+
+def test_a_dataset_split_by_id_is_checked_by_the_id_rule(demo, tmp_path):
+    """`split_by: id` (the original rule): split and split_group come from the row's own id."""
+    out = tmp_path / "code_by_id"
+    subprocess.run([sys.executable, str(demo["project"] / "workflow_scripts" / "build_opencode_distill.py"),
+                    "--input-dir", str(demo["project"] / "demo/raw/nvidia__OpenCodeInstruct/data"),
+                    "--output-dir", str(out), "--target-total-tokens", "60000", "--split-by", "id"],
+                   check=True, capture_output=True)
+    report = run(out)
+    assert report["ok"] and report["settings"]["split_by"] == "id"
+    assert report["checks"]["split_rule"]["checked"] == sum(report["rows"].values())
+    # the same rows judged by the group rule: some sit on the wrong side
+    wrong = run(out, split_by="group")
+    assert "split_rule" in wrong["failed_checks"]
+    assert "is not blake2b of the prompt" in first_problem(wrong, "split_rule")["problem"]
+
+
+def test_a_dataset_built_before_split_groups_falls_back_to_the_id_rule(demo, tmp_path):
+    """No `source.split_group`, no `params.split_by`: the split is checked by the id, and the
+    split-group check says it was skipped."""
+    d = copy_dataset(demo, "code", tmp_path)
+    manifest = json.loads((d / "manifest.json").read_text())
+    tables = {split: pa.concat_tables([pq.read_table(d / e["path"]) for e in manifest["files"][split]])
+              for split in ("train", "validation")}
+    rows = pa.concat_tables(tables.values())
+    source = rows.column("source").combine_chunks()
+    fields = [f for f in source.type if f.name != "split_group"]
+    old_source = pa.StructArray.from_arrays([source.field(f.name) for f in fields], fields=fields)
+    rows = rows.set_column(rows.schema.get_field_index("source"), "source", old_source)
+    by_id = np.array([unit_hash_split(i) for i in rows.column("id").to_pylist()])
+    del manifest["params"]["split_by"]
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    for split, relpath in (("train", "train/part-00000.parquet"), ("validation", "validation/part-00000.parquet")):
+        for extra in manifest["files"][split][1:]:
+            (d / extra["path"]).unlink()
+        manifest = json.loads((d / "manifest.json").read_text())
+        manifest["files"][split] = manifest["files"][split][:1]
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        rewrite(d, relpath, rows.filter(pa.array(by_id == split)))
+    report = run(d)
+    assert report["settings"]["split_by"] == "id"
+    assert report["checks"]["split_rule"]["ok"] and report["checks"]["split_rule"]["checked"] == rows.num_rows
+    assert report["checks"]["split_groups"]["skipped"].startswith("no source.split_group field")
+    assert not {"labels", "spans", "harmony", "split_rule", "unique_ids"} & set(report["failed_checks"])
+
+
+def unit_hash_split(row_id: str, seed: int = 1337, train_frac: float = 0.99) -> str:
+    """CONTRACT.md's split by id, written out here (independently of both builder and validator)."""
+    import hashlib
+
+    value = row_id.split(":", 1)[1]
+    u = int.from_bytes(hashlib.blake2b(f"{seed}:split:{value}".encode(), digest_size=8).digest(), "big") / 2**64
+    return "validation" if u < 1 - train_frac else "train"
