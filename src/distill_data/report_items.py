@@ -270,7 +270,7 @@ def write_items(directory: Path, validation_path: Path, out_dir: Path, samples: 
     tokens_png(read_spans(directory, manifest), name, out_dir / "tokens.png")
     written.append(out_dir / "tokens.png")
     tokenizer = load_tokenizer(tokenizer_dir)
-    put("samples.html", samples_html(directory, name, samples, seed, tokenizer.harmony.decode_utf8))
+    put("samples.html", samples_html(directory, name, samples, seed, tokenizer.tiktoken.decode))
     put("validation.html", validation_html(validation))
     if validation.get("kind") == "mix":
         composition_png(validation, name, out_dir / "composition.png")

@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         return 2
     colors = Colors(args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                                and os.environ.get("NO_COLOR") is None))
-    decode = tokenizer.harmony.decode_utf8 if hasattr(tokenizer.harmony, "decode_utf8") else tokenizer.tiktoken.decode
+    decode = tokenizer.tiktoken.decode   # bytes cut inside a character (a corrupt label) show as U+FFFD
     for row in rows:
         sys.stdout.write(format_row(row, decode, colors) + "\n")
     return 0
