@@ -437,3 +437,47 @@ def unit_hash_split(row_id: str, seed: int = 1337, train_frac: float = 0.99) -> 
     value = row_id.split(":", 1)[1]
     u = int.from_bytes(hashlib.blake2b(f"{seed}:split:{value}".encode(), digest_size=8).digest(), "big") / 2**64
     return "validation" if u < 1 - train_frac else "train"
+
+
+# --- the Harmony round trip on multi-turn chat rows (CONTRACT.md: earlier turns in the prompt) ---
+
+def _multi_turn(tokenizer, turns, analysis: str | None, final: str, effort: str = "high"):
+    """input_ids and spans of a conversation rendered by openai-harmony itself."""
+    from openai_harmony import Conversation, Message, RenderConversationConfig, Role
+
+    from distill_data.render import harmony_system_content
+
+    messages = [Message.from_role_and_content(Role.SYSTEM, harmony_system_content(effort))]
+    for role, text in turns:
+        message = Message.from_role_and_content(role, text)
+        messages.append(message.with_channel("final") if role == Role.ASSISTANT else message)
+    prompt = len(messages)
+    if analysis:
+        messages.append(Message.from_role_and_content(Role.ASSISTANT, analysis).with_channel("analysis"))
+    messages.append(Message.from_role_and_content(Role.ASSISTANT, final).with_channel("final"))
+    enc = tokenizer.harmony
+    ids = list(enc.render_conversation_for_training(Conversation.from_messages(messages),
+                                                    RenderConversationConfig(auto_drop_analysis=False)))
+    start = len(enc.render_conversation_for_completion(Conversation.from_messages(messages[:prompt]), Role.ASSISTANT))
+    end = enc.encode("<|end|>", allowed_special={"<|end|>"})[0]
+    a = ids.index(end, start) + 1 - start if analysis else 0
+    return ids, {"assistant_token_start": start, "analysis_token_count": a, "final_token_count": len(ids) - start - a}
+
+
+def test_the_harmony_check_accepts_earlier_turns_and_names_a_bad_structure(tokenizer):
+    from openai_harmony import Role
+
+    from distill_data.validate import HarmonyChecker
+
+    checker = HarmonyChecker(tokenizer, "high")
+    thread = [(Role.USER, "Hi, what is 2+2?"), (Role.ASSISTANT, "4."), (Role.USER, "And <|end|> times 3?")]
+    for analysis in ("They ask 4*3.", None):
+        ids, spans = _multi_turn(tokenizer, thread, analysis, "12.")
+        assert checker.check(ids, spans) is None
+        wrong = dict(spans, assistant_token_start=spans["assistant_token_start"] - 1,
+                     final_token_count=spans["final_token_count"] + 1)
+        assert "but the parse gives" in checker.check(ids, wrong)
+    ids, spans = _multi_turn(tokenizer, [(Role.USER, "a"), (Role.USER, "b")], None, "c")
+    assert "prompt turns are not user (, assistant final, user)*" in checker.check(ids, spans)
+    ids, spans = _multi_turn(tokenizer, thread, None, "12.", effort="low")
+    assert checker.check(ids, spans) == "system message has no 'Reasoning: high' line"
