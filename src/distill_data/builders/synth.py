@@ -187,13 +187,14 @@ def solve_rates(passing: dict, memorization_cap: float, english_frac: float) -> 
 def make_plan(summaries: Sequence[dict], params: SynthParams, duplicates: Counter | None = None) -> dict:
     """Sampling rates from the rows that pass quality, less the `duplicate_content` rows
     (`duplicates`: their counts by (memorization, english), from ``find_duplicates``)."""
-    passing = Counter()
+    passing, quality_drops = Counter(), Counter()
     for summary in summaries:
         passing.update(summary["passing"])
+        quality_drops.update(summary["quality_drops"])
     removed = passing_counts(duplicates or Counter())
     passing.subtract(removed)
     mem_keep, non_en_keep = solve_rates(passing, params.memorization_cap, params.english_frac)
-    check_targets(passing, mem_keep, non_en_keep, params)
+    check_targets(passing, mem_keep, non_en_keep, params, quality_drops)
     return {
         "passing_quality": dict(sorted(passing.items())),
         "duplicate_content": sum(removed.values()),
@@ -273,7 +274,8 @@ def expected_shares(passing: dict, mem_keep: float, non_en_keep: float, global_k
     }
 
 
-def check_targets(passing: dict, mem_keep: float, non_en_keep: float, params: SynthParams) -> None:
+def check_targets(passing: dict, mem_keep: float, non_en_keep: float, params: SynthParams,
+                  quality_drops: Counter | None = None) -> None:
     """Stop when no row passes quality, or when the memorization cap and the English target
     can only both hold by keeping nothing (e.g. a source of only memorization rows)."""
     me, mo = passing["memorization_english"], passing["memorization_other"]
@@ -282,8 +284,10 @@ def check_targets(passing: dict, mem_keep: float, non_en_keep: float, params: Sy
     counts = (f"of the rows that pass the quality filters (duplicates excluded), {me + mo} are memorization and "
               f"{oe + oo} not, {me + oe} are English and {mo + oo} not")
     if total <= 0:
-        raise ValueError("synth: no row passes the quality filters, the dataset would be empty; see the "
-                         "scan summaries' quality_drops")
+        drops = ", ".join(f"{r} {n}" for r, n in sorted((quality_drops or {}).items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"synth: no row passes the quality filters (dropped: {drops or 'none'}), the dataset "
+                         "would be empty; check the shard list (synth.shard_list), or turn synth.result_check off "
+                         "if the result check drops them")
     if expected_shares(passing, mem_keep, non_en_keep, 1.0)["rows"] < 1:
         raise ValueError(
             f"synth: the sampling targets cannot both be met: {counts}; memorization at most "

@@ -3,9 +3,11 @@
 Judged as a reader would judge the answer (issue 8):
 
 - `math mcq`: the option the answer chooses, wherever it stands (`C. -5`, `C) -5`, `**C. -5**`,
-  `Answer: C`, `The answer is (C)`), and the value of that option (from the answer's own line,
-  else from the option list of the query or the answer). The last choice stated wins; a block
-  of consecutive option lines (`A. … B. … C. …`) is a listing, not a choice.
+  `Answer: C`, `The answer is (C)`), and the value of that option (the value on the answer's
+  line, and the one the option list of the query or the answer gives that letter: either may
+  agree). The last choice stated wins; a block of consecutive option lines (`A. … B. … C. …`)
+  is a listing, not a choice. An answer that chooses no option states a result only by an
+  explicit `Answer: 5` or `\\boxed{5}`.
 - `math exercise`: the final stated result, looked for in this order, the first kind found
   deciding: the last `\\boxed{…}`; lines labelled `Answer:` / `Final answer:` / `Result:` (or
   `The answer is …`); bold spans (`**16,020 pounds**`); else the answer's last line that has a
@@ -142,9 +144,10 @@ _LABEL = re.compile(
 _BOLD = re.compile(r"\*\*(.+?)\*\*", re.S)
 
 
-def result_candidates(answer: str) -> list[Number]:
+def result_candidates(answer: str, explicit_only: bool = False) -> list[Number]:
     """The numbers the answer states as its result, from the first kind of statement found
-    (boxed, labelled, bold, last line); [] when it states none."""
+    (boxed, labelled, bold, last line; only the first two when `explicit_only`); [] when it
+    states none."""
     boxed = _BOXED.findall(answer)
     if boxed:
         found = stated_numbers(boxed[-1])
@@ -152,7 +155,7 @@ def result_candidates(answer: str) -> list[Number]:
             return found
     plain = _strip_markup(answer)
     labelled = [n for m in _LABEL.finditer(plain) for n in stated_numbers(m.group("rest"))]
-    if labelled:
+    if labelled or explicit_only:
         return labelled
     bold = [n for span in _BOLD.findall(answer) for n in stated_numbers(span)]
     if bold:
@@ -268,8 +271,8 @@ def _check_mcq(expected: str, want: Number | None, answer: str, query: str) -> s
         return None if choice[0] == letter_result.group(1) else DROP_RESULT_MISMATCH
     if want is None:
         return None
-    if choice is None:  # no option chosen: judge the value the answer states
-        return _judge(want, result_candidates(answer))
+    if choice is None:  # no option chosen: only an explicit `Answer: 5` / `\boxed{5}` states one
+        return _judge(want, result_candidates(answer, explicit_only=True))
     # the value stated with the choice, and the value the option list gives that letter
     letter, value = choice
     numbers = stated_numbers(value) if value else []
