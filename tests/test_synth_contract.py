@@ -313,3 +313,33 @@ def test_no_row_passing_quality_stops_the_plan(tmp_path):
     with pytest.raises(ValueError, match=r"no row passes the quality filters \(dropped: result_mismatch 3\).*"
                                          r"synth.result_check"):
         build(folder, tmp_path / "out")
+
+
+# --- the same accounting in the budgeted driver -----------------------------------------------------
+
+def test_budgeted_builder_reports_drops_by_category_warnings_and_split_groups(tmp_path, tokenizer):
+    from distill_data.builders import opencode
+    from test_build_code import good, make_encoder, write_shard
+
+    rows = [good(i, domain="algorithmic") for i in range(6)]
+    rows += [good(100 + i, domain="algorithmic", input=good(i % 6)["input"], output=good(i % 6)["output"])
+             for i in range(24)]  # 24 repeats of those 6 under other ids
+    rows += [good(200 + i, domain="generic") for i in range(25)]
+    write_shard(tmp_path / "raw" / "train-00000-of-00001.parquet", rows, score_as_string=False)
+    params = opencode.OpenCodeParams(target_total_tokens=10**9, shuffle_shards=False, train_frac=0.5)
+    encoder = make_encoder(tokenizer)
+    encoder.train_frac = 0.5
+    manifest = opencode.build(tmp_path / "raw", tmp_path / "out", encoder, params)
+    assert manifest["accounting"]["dropped"] == {"duplicate_content": 24}
+    table = manifest["drops_by_category"]["domain"]
+    assert table["algorithmic"]["reasons"]["duplicate_content"] == {"reached": 30, "dropped": 24}
+    assert table["generic"]["reasons"]["duplicate_content"] == {"reached": 25, "dropped": 0}
+    assert [w.split(":")[0] for w in manifest["warnings"]] == ["domain=algorithmic"]
+    groups = {}
+    for split in ("train", "validation"):
+        for f in manifest["files"][split]:
+            for g in pq.read_table(tmp_path / "out" / f["path"], columns=["source"]).column("source").to_pylist():
+                groups.setdefault(split, set()).add(g["split_group"])
+    assert manifest["split_groups"] == {"groups": {s: len(groups.get(s, ())) for s in ("train", "validation")},
+                                        "in_both_splits": 0, "duplicates_removed": 24}
+    assert groups["validation"] and not groups["train"] & groups["validation"]
