@@ -40,6 +40,9 @@ MCQ_QUERY = "Solve for x: 3x + 4 = 19\n\nA. 3\nB. -5\nC. 5\nD. 7"
     ("5", "The answer is (C).", MCQ_QUERY, None),
     ("-5", "Options:\nA. 3\nB. -5\nC. 7\n\n**Answer: B**", "Solve.", None),       # value from the answer's list
     ("-5", "Options:\nA. 3\nB. -5\nC. 7\n\n**Answer: C**", "Solve.", "result_mismatch"),
+    ("5", "C. 5\n\nOption A, which gives 3, is wrong.", MCQ_QUERY, None),          # discussion is no choice
+    ("5", "Réponse : C", MCQ_QUERY, None),                                        # a translated label
+    ("5", "Réponse : D", MCQ_QUERY, "result_mismatch"),
     ("1", "B. 1", "", None),                                                       # SOURCES.md's example
     ("1", "C. 2", "", "result_mismatch"),
     ("5", "Let me think about it; option three looks right.", MCQ_QUERY, "no_result_stated"),

@@ -180,9 +180,10 @@ def result_candidates(answer: str, explicit_only: bool = False) -> list[Number]:
 _OPTION_LINE = re.compile(
     r"^\s*(?:[-•]\s*)?\(?(?P<letter>[A-J])(?:(?:\)\.?|\.)[^\S\n]*(?P<value>.*?)|\)?)\s*$")
 # `Answer: C`, `The answer is (C)`, `Correct option: C. -5`, `Answer: (C) -5`: the label in any
-# case, the letter upper case and standing alone (`Answer: A total of …` chooses nothing)
+# case, the letter upper case and standing alone (`Answer: A total of …` chooses nothing). A bare
+# `Option A, which gives 3, is wrong` is discussion, not a choice.
 _CHOICE_LABEL = re.compile(
-    rf"(?i:\b(?:correct\s+answer|correct\s+option|{_LABEL_WORDS}|option|choice)\b[^\S\n]*(?:is\b|:)?"
+    rf"(?i:\b(?:correct\s+answer|correct\s+option|correct\s+choice|{_LABEL_WORDS})\b[^\S\n]*(?:is\b|:)?"
     r"|\bthe\s+answer\s+is\b)[^\S\n]*(?i:option[^\S\n]*)?\(?(?P<letter>[A-J])\)?"
     r"(?:(?P<sep>[.):])[^\S\n]*(?P<rest>[^\n]*)"
     r"|[^\S\n]+(?P<rest2>[-\u2212$€£¥\d][^\n]*)"
