@@ -4,7 +4,6 @@ targets next to what was realised."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import subprocess

@@ -102,11 +102,8 @@ def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[
 def stage_encode(args, encoder, shard: Path, mask: Path, plan: Path, duplicates: Path, encoded_dir: Path,
                  stats_out: Path) -> None:
     log.info("encoding %s", shard)
-    listed = synth.load_json(duplicates)
-    if listed["shard"] != shard.name:
-        raise ValueError(f"{duplicates}: lists the duplicates of {listed['shard']}, not of {shard.name}")
     stats = synth.encode_shard(shard, mask, synth.load_json(plan), encoder, params_of(args), encoded_dir,
-                               shard.name, args.batch_size, frozenset(listed["duplicate_content_rows"]))
+                               shard.name, args.batch_size, synth.read_duplicates(duplicates, shard.name))
     write_json(stats_out, stats.to_dict())
     acc = stats.accounting
     log.info("%s: read %d, written %d, dropped %d", shard.name, acc.rows_read, acc.rows_written, sum(acc.drops.values()))

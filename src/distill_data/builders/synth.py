@@ -45,8 +45,8 @@ DROP_MEMORIZATION_CAP = "memorization_cap"
 DROP_ENGLISH_TARGET = "english_target"
 DROP_GLOBAL_KEEP = "global_keep"
 DROP_REASONS = (DROP_MISSING_ID, DROP_MISSING_QUERY, DROP_EMPTY_ANSWER, DROP_FAILED_MAX_ATTEMPTS,
-                DROP_RESULT_MISMATCH, DROP_NO_RESULT_STATED, DROP_DUPLICATE_CONTENT, DROP_MEMORIZATION_CAP, DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP,
-                DROP_ENCODING_ERROR, DROP_TOO_LONG)
+                DROP_RESULT_MISMATCH, DROP_NO_RESULT_STATED, DROP_DUPLICATE_CONTENT, DROP_MEMORIZATION_CAP,
+                DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP, DROP_ENCODING_ERROR, DROP_TOO_LONG)
 
 SCAN_COLUMNS = ("synth_id", "language", "exercise", "query", "synthetic_answer", "constraints")
 ENCODE_COLUMNS = ("synth_id", "language", "exercise", "query", "query_seed_text", "constraints",
@@ -304,8 +304,12 @@ def write_duplicates(path: Path, shard: str, rows: Sequence[int]) -> None:
     write_json(path, {"shard": shard, "duplicate_content_rows": list(rows)})
 
 
-def read_duplicates(path: Path | None) -> frozenset[int]:
-    return frozenset(load_json(path)["duplicate_content_rows"]) if path else frozenset()
+def read_duplicates(path: Path, shard_name: str) -> frozenset[int]:
+    """The `duplicate_content` rows the plan listed for `shard_name`."""
+    listed = load_json(path)
+    if listed["shard"] != shard_name:
+        raise SourceError(f"{path}: lists the duplicates of {listed['shard']}, not of {shard_name}; rerun the plan")
+    return frozenset(listed["duplicate_content_rows"])
 
 
 # --- encode ----------------------------------------------------------------------------------
