@@ -345,3 +345,21 @@ def test_budgeted_builder_reports_drops_by_category_warnings_and_split_groups(tm
     assert manifest["split_groups"] == {"groups": {s: len(groups.get(s, ())) for s in ("train", "validation")},
                                         "in_both_splits": 0, "duplicates_removed": 24}
     assert groups["validation"] and not groups["train"] & groups["validation"]
+
+
+def test_normalized_text_collapses_exactly_the_regex_whitespace():
+    """CONTRACT.md's normalization (NFKC, whitespace runs collapsed, stripped, case-folded),
+    written out with a regex, agrees with the fast form on every whitespace code point."""
+    import sys
+    import unicodedata
+
+    from distill_data.text import normalize_text
+
+    def by_regex(text):
+        return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).strip().casefold()
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c)) or chr(c).isspace()]
+    assert len(spaces) > 20
+    for ch in spaces:
+        text = f"{ch}Ab{ch}{ch}Ç\u00a0D{ch}"
+        assert normalize_text(text) == by_regex(text), repr(ch)
