@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -197,3 +198,52 @@ def test_wrong_columns_fail_with_the_file_named(tmp_path, tokenizer):
     pq.write_table(table.drop_columns(["text"]), path)
     with pytest.raises(SourceError, match=r"aaaa.parquet: missing column\(s\) text"):
         oasst2.build(tmp_path / "raw", tmp_path / "out", make_encoder(tokenizer), params())
+
+
+# --- multi-turn rendering (chat threads) -------------------------------------------------------
+
+def generated_threads(n: int, seed: int = 11):
+    """Random threads of 0-6 earlier turns with marker strings, NULs (cleaned as builders do),
+    unicode and empty reasoning, as (history, prompt, reasoning, final)."""
+    from test_render import random_text
+    from distill_data.text import clean_text
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        history = tuple((clean_text(random_text(rng)) or "u", clean_text(random_text(rng)) or "a")
+                        for _ in range(rng.randint(0, 6)))
+        prompt = clean_text(random_text(rng)) or "p"
+        reasoning = clean_text(random_text(rng)) if rng.random() < 0.4 else ""
+        yield history, prompt, reasoning, clean_text(random_text(rng)) or "f"
+
+
+def test_multi_turn_render_equals_harmony(tokenizer):
+    """Earlier replies end in <|end|>, the last in <|return|>, and only the last reply is
+    labelled: assistant_token_start = openai-harmony's completion render of all before it."""
+    renderer = HarmonyRenderer(tokenizer, "high", num_threads=2)
+    threads = list(generated_threads(400))
+    assert sum(len(t[0]) >= 5 for t in threads) > 50 and sum(not t[0] for t in threads) > 20
+    fast = renderer.render_batch_with_history(*zip(*threads))
+    for (history, prompt, reasoning, final), got in zip(threads, fast):
+        want = reference_render(tokenizer, prompt, reasoning, final, "high", history)
+        assert got == want, (history, prompt, reasoning, final)
+        assert got == renderer.render_with_history(history, prompt, reasoning, final)
+    # an empty history is the single-turn render
+    single = [t for t in threads if not t[0]]
+    assert [r for r, t in zip(fast, threads) if not t[0]] == renderer.render_batch(*zip(*(t[1:] for t in single)))
+
+
+def test_multi_turn_render_layout(tokenizer):
+    renderer = HarmonyRenderer(tokenizer, "high")
+    history = (("Hi <|end|>", "Hello."), ("Shorter?", "Hi."))
+    got = renderer.render_with_history(history, "Thanks\x00".replace("\x00", ""), "", "You're welcome.")
+    text = tokenizer.harmony.decode(got.input_ids)
+    assert text.split("<|end|>", 1)[1] == (
+        "<|start|>user<|message|>Hi <|end|><|end|><|start|>assistant<|channel|>final<|message|>Hello.<|end|>"
+        "<|start|>user<|message|>Shorter?<|end|><|start|>assistant<|channel|>final<|message|>Hi.<|end|>"
+        "<|start|>user<|message|>Thanks<|end|><|start|>assistant<|channel|>final<|message|>You're welcome.<|return|>")
+    labelled = tokenizer.harmony.decode(got.input_ids[got.assistant_token_start:])
+    assert labelled == "<|channel|>final<|message|>You're welcome.<|return|>"
+    # the literal marker in the user text is ordinary text, not the special token
+    end_id = tokenizer.harmony.encode("<|end|>", allowed_special={"<|end|>"})[0]
+    assert got.input_ids.count(end_id) == 1 + 2 * 2 + 1
