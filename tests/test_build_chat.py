@@ -41,9 +41,9 @@ def write(root, name, rows):
     return path
 
 
-def prompt(mid, text=None, lang="en", parent=None):
+def prompt(mid, text=None, lang="en", parent=None, **kw):
     return {"message_id": mid, "role": "prompter", "text": f"Question {mid}?" if text is None else text,
-            "lang": lang, "parent_id": parent}
+            "lang": lang, "parent_id": parent, **kw}
 
 
 def reply(mid, parent, lang="en", **kw):
@@ -56,7 +56,7 @@ def read_rows(folder):
     return pa.concat_tables(tables).to_pylist()
 
 
-N_EN = 30  # English replies with a prompt each; with 10 others, 3 of those are kept by hash
+N_EN = 30  # English replies with a prompt each; with 10 others, 3 or so of those are kept by hash
 NON_EN = ["es", "pt-BR", "de", "uk-UA", "es", "fr", "ru", "bar", "nb-NO", "es"]
 
 
@@ -67,13 +67,13 @@ def planted(tmp_path_factory):
         # replies before their parents: rows are not in tree order
         *(reply(f"en{i}", f"p{i}") for i in range(N_EN)),
         *(prompt(f"p{i}") for i in range(N_EN)),
-        reply("long", "p0", text="w " * 20000),                           # too_long (English, passes the plan)
+        prompt("pl"), reply("long", "pl", text="w " * 20000),               # too_long (English, passes the plan)
         *(reply(f"x{i}", f"q{i}", lang=lang) for i, lang in enumerate(NON_EN)),
         *(prompt(f"q{i}", lang=lang) for i, lang in enumerate(NON_EN)),
         reply("nr1", "p1", review_result=False), reply("nr2", "p1", review_result=None),  # not_reviewed
         reply("del", "p2", deleted=True),                                   # deleted
-        reply("rk1", "p3", rank=1), reply("rk2", "p3", rank=2),             # not_best_rank
-        reply("unranked", "p4", rank=None),                                 # kept: null rank
+        reply("rk1", "p3", rank=1), reply("rk2", "p3", rank=2),             # not_best_reply: en3 has rank 0
+        reply("unranked", "p4", rank=None),                                 # not_best_reply: en4 is ranked
         {"message_id": "o1", "parent_id": None, "role": "assistant", "text": "Orphan."},  # orphan_reply
         reply("o2", "gone"),                                                # orphan_reply: parent missing
         reply("o3", "en5"),                                                 # orphan_reply: parent is a reply
@@ -81,8 +81,12 @@ def planted(tmp_path_factory):
         reply("ea", "p5", text="  "),                                       # empty_answer
         reply(None, "p6"),                                                  # missing_id
         prompt("mk", text="Explain <|end|> and <|start|>assistant\x00."), reply("mkr", "mk", text="<|return|> ok"),
+        prompt("bp", review_result=False), reply("bpr", "bp"),              # bad_ancestor: the prompt
+        prompt("t0"), reply("t0a", "t0", deleted=True),                     # deleted (and the thread below it:)
+        prompt("t1", parent="t0a"), reply("t1a", "t1"),                     # bad_ancestor: a deleted reply above
+        prompt("pc"),
     ]
-    validation = [prompt("v0"), reply("v0r", "v0"), reply("cross", "p7")]  # a parent in the other file
+    validation = [prompt("v0"), reply("v0r", "v0"), reply("cross", "pc")]  # a parent in the other file
     write(root, TRAIN, train)
     write(root, VALIDATION, validation)
     return root
@@ -90,31 +94,40 @@ def planted(tmp_path_factory):
 
 def test_every_drop_reason_counted_exactly(planted, tmp_path, tokenizer):
     manifest = oasst2.build(planted, tmp_path / "out", make_encoder(tokenizer), params())
-    # passing the filters: N_EN + long + unranked + mkr (English, in train) + v0r, cross; 10 others
-    english, other = N_EN + 3 + 2, len(NON_EN)
+    # passing the filters: N_EN + long + mkr (English, in train) + v0r, cross; 10 others
+    english, other = N_EN + 4, len(NON_EN)
     keep = english * 0.1 / (0.9 * other)
     assert manifest["english_plan"] == {"english_frac": 0.9, "passing_english": english, "passing_other": other,
-                                        "non_en_keep": pytest.approx(keep), "seed": 1337}
+                                        "non_en_keep": pytest.approx(keep), "seed": 1337,
+                                        "language_of": "the thread's root message"}
     lang_drops = sum(unit_hash(f"x{i}", 1337, "lang") > keep for i in range(len(NON_EN)))
     assert 0 < lang_drops < len(NON_EN)
     acc = manifest["accounting"]
-    assert acc["dropped"] == {"not_reviewed": 2, "deleted": 1, "not_best_rank": 2, "orphan_reply": 3,
-                              "empty_prompt": 1, "empty_answer": 1, "missing_id": 1, "english_target": lang_drops,
-                              "too_long": 1}
-    replies = N_EN + 1 + 10 + 2 + 1 + 2 + 1 + 3 + 1 + 1 + 1 + 1 + 2
-    assert acc["rows_read"] == replies == acc["rows_written_total"] + acc["dropped_total"]
-    assert manifest["prompter_messages"] == N_EN + 10 + 1 + 1 + 1
-    assert manifest["messages"] == {"total": replies + N_EN + 13, "assistant": replies, "other_roles": 0}
-    prompters = N_EN + 12
+    assert acc["dropped"] == {"not_reviewed": 2, "deleted": 2, "not_best_reply": 3, "orphan_reply": 3,
+                              "bad_ancestor": 2, "empty_prompt": 1, "empty_answer": 1, "missing_id": 1,
+                              "english_target": lang_drops, "too_long": 1}
+    train = pq.read_table(planted / TRAIN).to_pylist()
+    validation = pq.read_table(planted / VALIDATION).to_pylist()
+    replies = [sum(r["role"] == "assistant" for r in rows) for rows in (train, validation)]
+    prompters = [sum(r["role"] == "prompter" for r in rows) for rows in (train, validation)]
+    assert acc["rows_read"] == sum(replies) == acc["rows_written_total"] + acc["dropped_total"]
+    assert acc["rows_written_total"] == english + other - lang_drops - 1
+    assert manifest["prompter_messages"] == sum(prompters)
+    assert manifest["messages"] == {"total": len(train) + len(validation), "assistant": sum(replies), "other_roles": 0}
     assert [(i["rows"], i["messages"], i["prompter_messages"]) for i in manifest["inputs"]] == [
-        (replies - 2, replies - 2 + prompters, prompters), (2, 3, 1)]
+        (replies[0], len(train), prompters[0]), (replies[1], len(validation), prompters[1])]
     assert manifest["budget"]["exhausted"] and manifest["not_read"]["rows"] == 0
+    samples = {s["detail"] for s in manifest["drop_samples"]["bad_ancestor"]}
+    assert samples == {"prompt bp is not reviewed or is deleted",
+                       "reply t0a above t1 is not reviewed, deleted or empty"}
+    assert manifest["examples_per_prompt"] == {"prompts": acc["rows_written_total"], "max": 1}
+    assert manifest["turns_per_example"] == {"1": acc["rows_written_total"]}
 
 
 def test_rows_and_texts(planted, tmp_path, tokenizer):
     oasst2.build(planted, tmp_path / "out", make_encoder(tokenizer), params())
     rows = {r["id"]: r for r in read_rows(tmp_path / "out")}
-    assert {"oasst2:unranked", "oasst2:cross", "oasst2:v0r"} <= set(rows)
+    assert {"oasst2:cross", "oasst2:v0r", "oasst2:en3", "oasst2:en4"} <= set(rows)
     row = rows["oasst2:mkr"]
     assert row["source"] == {"dataset": "OpenAssistant/oasst2", "message_id": "mkr", "parent_id": "mk",
                              "message_tree_id": "mk", "lang": "en",
@@ -125,11 +138,12 @@ def test_rows_and_texts(planted, tmp_path, tokenizer):
     assert "en" in langs and langs - {"en"}  # some non-English kept, by hash
 
 
-def test_every_rank_kept_when_rank_zero_is_not_required(planted, tmp_path, tokenizer):
+def test_every_acceptable_reply_kept_when_rank_zero_is_not_required(planted, tmp_path, tokenizer):
     manifest = oasst2.build(planted, tmp_path / "out", make_encoder(tokenizer), params(require_rank_zero=False))
-    assert "not_best_rank" not in manifest["accounting"]["dropped"]
-    assert manifest["english_plan"]["passing_english"] == N_EN + 5 + 2
-    assert {"oasst2:rk1", "oasst2:rk2"} <= {r["id"] for r in read_rows(tmp_path / "out")}
+    assert "not_best_reply" not in manifest["accounting"]["dropped"]
+    assert manifest["english_plan"]["passing_english"] == N_EN + 4 + 3
+    assert {"oasst2:rk1", "oasst2:rk2", "oasst2:unranked"} <= {r["id"] for r in read_rows(tmp_path / "out")}
+    assert manifest["examples_per_prompt"]["max"] == 3  # p3: en3, rk1, rk2
 
 
 def test_english_keep_rate():
