@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import random
 import subprocess
 import sys
@@ -261,3 +262,158 @@ def test_multi_turn_render_layout(tokenizer):
     # the literal marker in the user text is ordinary text, not the special token
     end_id = tokenizer.harmony.encode("<|end|>", allowed_special={"<|end|>"})[0]
     assert got.input_ids.count(end_id) == 1 + 2 * 2 + 1
+
+
+# --- threads: best reply, ancestors, history ---------------------------------------------------
+
+def build_planted(tmp_path, tokenizer, train, validation=(), **kw):
+    root = tmp_path / "raw"
+    write(root, TRAIN, train)
+    if validation:
+        write(root, VALIDATION, validation)
+    manifest = oasst2.build(root, tmp_path / "out", make_encoder(tokenizer), params(**kw))
+    return manifest, {r["id"]: r for r in read_rows(tmp_path / "out")}
+
+
+def test_null_rank_siblings_give_one_example_chosen_by_hash(tmp_path, tokenizer):
+    ids = [f"n{i}" for i in range(6)]
+    manifest, rows = build_planted(tmp_path, tokenizer, [prompt("p"), *(reply(m, "p", rank=None) for m in ids)])
+    best = min(ids, key=lambda m: unit_hash(m, 1337, "best"))
+    assert list(rows) == [f"oasst2:{best}"]
+    assert manifest["accounting"]["dropped"] == {"not_best_reply": 5}
+    assert manifest["examples_per_prompt"] == {"prompts": 1, "max": 1}
+
+
+def test_ranked_siblings_lowest_acceptable_rank_wins(tmp_path, tokenizer):
+    train = [
+        prompt("a"), reply("a2", "a", rank=2), reply("a0", "a", rank=0), reply("a1", "a", rank=1),
+        # the rank-0 reply is deleted: the next rank is the example
+        prompt("b"), reply("b0", "b", rank=0, deleted=True), reply("b1", "b", rank=1), reply("b2", "b", rank=2),
+        # a ranked sibling beats unranked ones, whatever the hash
+        prompt("c"), *(reply(f"c{i}", "c", rank=None) for i in range(4)), reply("cr", "c", rank=3),
+        # a ranked sibling that failed review does not make the unranked ones lose
+        prompt("d"), reply("d0", "d", rank=0, review_result=False), reply("du", "d", rank=None),
+    ]
+    manifest, rows = build_planted(tmp_path, tokenizer, train)
+    assert sorted(rows) == ["oasst2:a0", "oasst2:b1", "oasst2:cr", "oasst2:du"]
+    assert manifest["accounting"]["dropped"] == {"not_best_reply": 2 + 1 + 4, "deleted": 1, "not_reviewed": 1}
+
+
+def test_a_bad_ancestor_drops_the_replies_below_it(tmp_path, tokenizer):
+    train = [
+        prompt("r"), reply("ra", "r"),                                   # kept
+        prompt("f1", parent="ra", deleted=True), reply("f1a", "f1"),     # the prompt itself is deleted
+        prompt("f2", parent="f1a"), reply("f2a", "f2"),                  # two levels below it
+        prompt("g1", parent="ra"), reply("g1a", "g1", review_result=None),  # not reviewed: itself dropped...
+        prompt("g2", parent="g1a"), reply("g2a", "g2"),                  # ...and what follows it
+        prompt("h1", parent="ra"), reply("h1a", "h1"),                   # a good sibling branch: kept
+        prompt("m1", parent="missing"), reply("m1a", "m1"),              # the thread above is lost
+    ]
+    manifest, rows = build_planted(tmp_path, tokenizer, train)
+    assert sorted(rows) == ["oasst2:h1a", "oasst2:ra"]
+    assert manifest["accounting"]["dropped"] == {"bad_ancestor": 4, "not_reviewed": 1}
+    details = {s["detail"] for s in manifest["drop_samples"]["bad_ancestor"]}
+    assert details == {"prompt f1 is not reviewed or is deleted", "reply g1a above g2 is not reviewed, deleted or empty",
+                       "reply missing above m1 is missing"}
+    assert rows["oasst2:h1a"]["source"]["message_tree_id"] == "r"
+
+
+def deep_thread(turns=5, tag="t"):
+    """root prompt → reply → follow-up → … : `turns` prompter messages, each with one reply."""
+    rows, parent = [], None
+    for k in range(turns):
+        rows.append(prompt(f"{tag}p{k}", text=f"Turn {k} question <|end|>?", parent=parent))
+        rows.append(reply(f"{tag}a{k}", f"{tag}p{k}", text=f"Turn {k} answer."))
+        parent = f"{tag}a{k}"
+    return rows
+
+
+def test_depth_five_thread_prompt_holds_every_earlier_turn(tmp_path, tokenizer):
+    rows_in = deep_thread(5)
+    rows_in.reverse()  # children before parents
+    manifest, rows = build_planted(tmp_path, tokenizer, rows_in)
+    assert sorted(rows) == [f"oasst2:ta{k}" for k in range(5)]
+    assert manifest["examples_per_prompt"] == {"prompts": 5, "max": 1}
+    assert manifest["turns_per_example"] == {str(k): 1 for k in range(1, 6)}
+    for k in range(5):
+        row = rows[f"oasst2:ta{k}"]
+        history = tuple((f"Turn {j} question <|end|>?", f"Turn {j} answer.") for j in range(k))
+        want = reference_render(tokenizer, f"Turn {k} question <|end|>?", "", f"Turn {k} answer.", "high", history)
+        assert row["input_ids"] == want.input_ids
+        assert row["spans"]["assistant_token_start"] == want.assistant_token_start
+        assert row["labels"][:want.assistant_token_start] == [-100] * want.assistant_token_start
+        text = tokenizer.harmony.decode(row["input_ids"])
+        assert all(f"Turn {j} question" in text and f"Turn {j} answer" in text for j in range(k + 1))
+        # only the last reply is labelled
+        labelled = tokenizer.harmony.decode(row["input_ids"][want.assistant_token_start:])
+        assert labelled == f"<|channel|>final<|message|>Turn {k} answer.<|return|>"
+        assert row["source"]["split_group"] == blake2b(b"tp0", digest_size=8).hexdigest()
+
+
+def test_single_turn_form_when_history_is_off(tmp_path, tokenizer):
+    manifest, rows = build_planted(tmp_path, tokenizer, deep_thread(3), include_history=False)
+    assert len(rows) == 3 and manifest["turns_per_example"] == {"1": 3}
+    want = reference_render(tokenizer, "Turn 2 question <|end|>?", "", "Turn 2 answer.", "high")
+    assert rows["oasst2:ta2"]["input_ids"] == want.input_ids
+    assert manifest["params"]["include_history"] is False
+
+
+def test_duplicate_content_covers_the_whole_thread(tmp_path, tokenizer):
+    # the same follow-up and reply after different earlier turns: different examples
+    a = deep_thread(2, "a")
+    b = deep_thread(2, "b")
+    b[0]["text"] = "Another first question?"
+    # an exact copy of thread a under other ids: duplicates
+    c = deep_thread(2, "c")
+    manifest, rows = build_planted(tmp_path, tokenizer, a + b + c)
+    assert sorted(rows) == ["oasst2:aa0", "oasst2:aa1", "oasst2:ba0", "oasst2:ba1"]
+    assert manifest["accounting"]["dropped"] == {"duplicate_content": 2}
+    manifest, rows = build_planted(tmp_path / "single", tokenizer, a + b + c, include_history=False)
+    assert manifest["accounting"]["dropped"] == {"duplicate_content": 3}  # single-turn: b1, c0, c1 repeat a
+
+
+def test_english_is_the_thread_root_language(tmp_path, tokenizer):
+    train = [prompt("es", lang="es"), reply("esa", "es", lang="en"),       # an English reply in a Spanish thread
+             prompt("en", lang="en"), reply("ena", "en", lang="es")]
+    manifest, rows = build_planted(tmp_path, tokenizer, train, english_frac=0.5)
+    assert manifest["english_plan"]["passing_english"] == 1 and manifest["english_plan"]["passing_other"] == 1
+    realised = manifest["english_target"]["realised"]
+    assert realised["rows"] == {"english": 1, "total": 2, "english_share": 0.5}
+    assert realised["total_tokens"]["english"] == len(rows["oasst2:ena"]["input_ids"])
+    assert realised["total_tokens"]["total"] == manifest["total_tokens"]
+    assert manifest["english_target"]["target_english_frac"] == 0.5
+
+
+def test_an_unreachable_english_target_stops_the_build(tmp_path, tokenizer):
+    train = [prompt("es", lang="es"), reply("esa", "es", lang="es")]
+    with pytest.raises(oasst2.budget.TargetError, match=r"english_frac is 0.9, but none of the 1 examples .*chat.english_frac"):
+        build_planted(tmp_path, tokenizer, train)
+    assert not (tmp_path / "out").exists()
+    # the script: one clear line, exit 2
+    out = subprocess.run([sys.executable, str(SCRIPT), "--input-dir", str(tmp_path / "raw"), "--output-dir",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert out.returncode == 2 and "chat.english_frac" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_no_train_rows_stops_the_build(tmp_path, tokenizer):
+    train = [prompt("p"), reply("a", "p", deleted=True), prompt("q"), reply("b", "q")]
+    with pytest.raises(oasst2.budget.TargetError, match=r"0 train rows \(rows read 2, written: train 0, "
+                                                        r"validation 1; dropped: deleted 1\)"):
+        root = tmp_path / "raw"
+        write(root, TRAIN, train)
+        encoder = ExampleEncoder(HarmonyRenderer(tokenizer, "high"), 8192, 1337, 0.0)
+        oasst2.build(root, tmp_path / "out", encoder, params(train_frac=0.0))
+    assert not (tmp_path / "out").exists()
+
+
+def test_examples_per_prompter_at_most_one_on_the_demo(tmp_path, tokenizer):
+    raw = tmp_path / "raw"
+    write_oasst2_source(raw, 300, seed=5)
+    manifest = oasst2.build(raw, tmp_path / "out", make_encoder(tokenizer), params())
+    rows = read_rows(tmp_path / "out")
+    per_prompt = Counter(r["source"]["parent_id"] for r in rows)
+    assert max(per_prompt.values()) == 1 == manifest["examples_per_prompt"]["max"]
+    dropped = manifest["accounting"]["dropped"]
+    assert dropped["not_best_reply"] > 0 and dropped["bad_ancestor"] > 0
+    turns = {int(k): v for k, v in manifest["turns_per_example"].items()}
+    assert max(turns) >= 5 and sum(v for k, v in turns.items() if k > 1) > 0.2 * len(rows)
