@@ -184,13 +184,20 @@ def _tree(rng: random.Random, lang: str, min_turns: int = 1) -> list[dict]:
     start = _EPOCH + dt.timedelta(seconds=rng.randint(0, 200 * 86400),
                                   microseconds=rng.randint(1, 999_999))
     root = _message(rng, None, "prompter", lang, None, start)
+    if rng.random() < 0.97:  # a tree is exported once its first prompt passed review: rarely deleted later
+        root.update(review_result=True, review_count=max(root["review_count"], 1), deleted=False)
     tree_id = root["message_id"]
     messages = [root]
     stack = [(root, 0, start, min_turns > 1)]
     while stack:
         parent, depth, when, spine = stack.pop()
+        # threads grow from messages that passed review; one deleted (or re-reviewed) later
+        # keeps what was already below it, so a failed message rarely has children
+        failed = not parent["review_result"] or parent["deleted"]
         if parent["role"] == "prompter":
             k = rng.choices((1, 2, 3, 4), weights=(30, 35, 25, 10))[0]
+            if failed and not spine and rng.random() < 0.7:
+                k = 0
             if spine:
                 k = max(k, 2)
             ranks = list(range(k))
@@ -206,7 +213,7 @@ def _tree(rng: random.Random, lang: str, min_turns: int = 1) -> list[dict]:
                 children.append((child, depth + 1, when_c, False))
         else:
             force = spine and depth < 2 * min_turns - 1
-            p_follow = _P_FOLLOW[min(depth, len(_P_FOLLOW) - 1)]
+            p_follow = _P_FOLLOW[min(depth, len(_P_FOLLOW) - 1)] * (0.2 if failed else 1.0)
             k = rng.choice((1, 1, 2)) if force or rng.random() < p_follow else 0
             children = []
             for _ in range(k):
