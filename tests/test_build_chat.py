@@ -217,10 +217,27 @@ def test_wrong_columns_fail_with_the_file_named(tmp_path, tokenizer):
 
 # --- multi-turn rendering (chat threads) -------------------------------------------------------
 
+MARKERS = ["<|end|>", "<|start|>assistant", "<|channel|>final<|message|>", "<|return|>", "<|start|>user",
+           "<|message|>", "<|channel|>", "<|call|>", "<|endoftext|>"]
+PIECES = ["Hello world.", "Can you make it shorter?", "  padded  ", "line\nbreaks\n\n", "emoji 😀👩‍👩‍👧",
+          "中文文本。", "مرحبا", "**bold** `code`", "```python\nprint('x')\n```", "NUL\x00inside", "\x00",
+          "'s 're", "\r\n", "ünïcödé", "  "]
+
+
+def random_text(rng: random.Random, max_pieces: int = 8) -> str:
+    parts = []
+    for _ in range(rng.randint(0, max_pieces)):
+        roll = rng.random()
+        parts.append(rng.choice(MARKERS) if roll < 0.3 else
+                     chr(rng.randint(0x20, 0x2FFF)) * rng.randint(1, 20) if roll < 0.35 else rng.choice(PIECES))
+        if rng.random() < 0.5:
+            parts.append(" ")
+    return "".join(parts)
+
+
 def generated_threads(n: int, seed: int = 11):
     """Random threads of 0-6 earlier turns with marker strings, NULs (cleaned as builders do),
     unicode and empty reasoning, as (history, prompt, reasoning, final)."""
-    from test_render import random_text
     from distill_data.text import clean_text
 
     rng = random.Random(seed)

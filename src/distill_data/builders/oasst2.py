@@ -65,7 +65,7 @@ DROP_REASONS = (DROP_MISSING_ID, DROP_NOT_REVIEWED, DROP_DELETED, DROP_ORPHAN_RE
                 DROP_EMPTY_PROMPT, DROP_EMPTY_ANSWER, DROP_NOT_BEST_REPLY, DROP_ENGLISH_TARGET,
                 DROP_ENCODING_ERROR, DROP_TOO_LONG)
 
-PLAN_TEXT_COLUMNS = ("message_id", "parent_id", "role", "text", "lang", "message_tree_id")
+PLAN_TEXT_COLUMNS = ("message_id", "parent_id", "role", "text", "lang")
 PLAN_COLUMNS = PLAN_TEXT_COLUMNS + ("review_result", "deleted", "rank")
 REPLY_COLUMNS = ("message_id", "parent_id", "role", "text", "lang", "message_tree_id")
 PROMPTER, ASSISTANT = "prompter", "assistant"
@@ -194,12 +194,12 @@ class Oasst2Source(budget.CountedSource):
     def _scan(self, index: int, path: Path, batch_size: int) -> Iterator[str]:
         check_flag_types(path, open_parquet(path, PLAN_COLUMNS).schema_arrow)
         for cols in iter_parquet_columns(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
-            for mid, parent, role, text, lang, _tree, reviewed, deleted, rank in zip(*(cols[c] for c in PLAN_COLUMNS)):
+            for mid, parent, role, text, lang, reviewed, deleted, rank in zip(*(cols[c] for c in PLAN_COLUMNS)):
                 role, mid = clean_text(role), clean_text(mid)
                 self.messages[index][role if role in (PROMPTER, ASSISTANT) else "other"] += 1
                 if mid and mid not in self.nodes:  # a repeated id keeps its first row
-                    self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True, clean_text(text),
-                                              clean_text(lang), rank_value(rank))
+                    self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True,
+                                              clean_text(text), clean_text(lang), rank_value(rank))
                 if role == ASSISTANT:
                     yield mid
 
