@@ -434,3 +434,15 @@ def test_examples_per_prompter_at_most_one_on_the_demo(tmp_path, tokenizer):
     assert dropped["not_best_reply"] > 0 and dropped["bad_ancestor"] > 0
     turns = {int(k): v for k, v in manifest["turns_per_example"].items()}
     assert max(turns) >= 5 and sum(v for k, v in turns.items() if k > 1) > 0.2 * len(rows)
+
+
+def test_a_thread_too_long_with_its_history_is_dropped_not_cut(tmp_path, tokenizer):
+    rows = deep_thread(3)
+    rows[1]["text"] = "long " * 5000  # the first reply (ta0): fits alone, and is history of ta1, ta2
+    rows[3]["text"] = "more " * 4000  # ta1: with the history above it, past 8192 tokens
+    manifest, kept = build_planted(tmp_path, tokenizer, rows)
+    assert sorted(kept) == ["oasst2:ta0"] and manifest["accounting"]["dropped"] == {"too_long": 2}
+    assert len(kept["oasst2:ta0"]["input_ids"]) > 5000
+    # single-turn, every reply fits
+    manifest, kept = build_planted(tmp_path / "single", tokenizer, rows, include_history=False)
+    assert len(kept) == 3 and manifest["accounting"]["dropped"] == {}
