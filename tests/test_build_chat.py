@@ -434,6 +434,17 @@ def test_examples_per_prompter_at_most_one_on_the_demo(tmp_path, tokenizer):
     assert dropped["not_best_reply"] > 0 and dropped["bad_ancestor"] > 0
     turns = {int(k): v for k, v in manifest["turns_per_example"].items()}
     assert max(turns) >= 5 and sum(v for k, v in turns.items() if k > 1) > 0.2 * len(rows)
+    # no follow-up without its context: an example holds one user turn per prompt on its path
+    messages = {m["message_id"]: m for path in sorted(raw.rglob("*.parquet")) for m in pq.read_table(path).to_pylist()}
+    user_id = tokenizer.harmony.encode("<|start|>user", allowed_special="all")
+    for row in rows:
+        depth, node = 0, messages[row["source"]["parent_id"]]
+        while node["parent_id"]:
+            node, depth = messages[node["parent_id"]], depth + 1
+        ids = row["input_ids"]
+        users = sum(ids[i:i + len(user_id)] == user_id for i in range(len(ids)))
+        assert users == depth // 2 + 1, row["id"]
+        assert row["source"]["message_tree_id"] == node["message_id"]
 
 
 def test_a_thread_too_long_with_its_history_is_dropped_not_cut(tmp_path, tokenizer):
