@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence, Union
 import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
-from .dataset import SplitWriters, build_manifest, require_train_rows, write_build_info
+from .dataset import SplitWriters, build_manifest, write_build_info
 from .encode import DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example, ExampleEncoder, record, rows_to_table
 from .io import SourceError
 from .schema import SPLITS
@@ -48,6 +48,11 @@ DRIVER_DROP_STAGES = (DROP_DUPLICATE_CONTENT, (DROP_ENCODING_ERROR, DROP_TOO_LON
 # Sampling decisions by design, never a warning.
 SAMPLING_REASONS = ("english_target",)
 OUTPUT_ROOT = "/data/distillation_1"
+
+
+class TargetError(ValueError):
+    """A target cannot be met, or the build would write an empty dataset: the message gives
+    the numbers and the config keys to change. Nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class BudgetSource(ABC):
     drop_reasons: Sequence[str]    # every reason this source (and the encoder) can give
     position_name = "row"          # positions count parquet rows (0-based) or lines (1-based)
     rows_meaning = "rows of the input files"
+    # What to change when the build would have no train rows (see ``check_not_empty``).
+    empty_hint = "check the input folder and the builder's filters; common.train_frac sets the validation share"
 
     def __init__(self, files: Sequence[str | os.PathLike]):
         self.files = [Path(p) for p in files]
@@ -131,6 +138,9 @@ class BudgetSource(ABC):
     def manifest_extra(self) -> dict:
         """Source-specific manifest keys (e.g. a sampling plan)."""
         return {}
+
+    def on_written(self, row: EncodedExample) -> None:
+        """Called for every row written, in read order (e.g. to report a target as realised)."""
 
     def write_extra_files(self, dataset_dir: Path) -> None:
         """Source-specific files next to the manifest (e.g. the shard order)."""
@@ -208,6 +218,7 @@ class _Run:
                 continue
             self.written_ids.add(item.example.id)
             record(self.stats, item, self.source.category_fields)
+            self.source.on_written(item)
             kept[item.split].append(item)
             self.total_tokens += item.total_tokens
             if self.total_tokens >= self.target:
@@ -278,7 +289,7 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
                 log_progress(run, started)
         finally:
             batches.close()  # lets the source close its files when the budget stopped it early
-        require_train_rows(dataset, run.stats, "Raise target_total_tokens or check the inputs and the drops above")
+        check_not_empty(run, dataset)
         files = run.writers.close()
         manifest = build_manifest(
             dataset=dataset, builder=source.builder, params=params.to_dict(),
@@ -298,6 +309,18 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
         write_json(scratch / "manifest.json", manifest)
     log_summary(manifest)
     return manifest
+
+
+def check_not_empty(run: _Run, dataset: str) -> None:
+    """A dataset without train rows is useless to a trainer: stop, giving the numbers."""
+    acc = run.stats.accounting
+    if acc.written["train"]:
+        return
+    drops = ", ".join(f"{reason} {n}" for reason, n in sorted(acc.drops.items())) or "none"
+    raise TargetError(
+        f"{dataset}: the build would write 0 train rows (rows read {acc.rows_read}, written: train 0, "
+        f"validation {acc.written['validation']}; dropped: {drops}); nothing was written. "
+        f"{run.source.empty_hint}")
 
 
 def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:
