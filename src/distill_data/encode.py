@@ -37,7 +37,8 @@ class Example:
     group: str = ""
     # ``hashing.content_digest`` of the normalized prompt and answer, for `duplicate_content`.
     content: bytes | None = None
-    # Earlier turns of a chat thread, before `prompt`: (user, assistant final) pairs.
+    # Earlier turns of a chat thread, before `prompt`: (user, assistant final) pairs, rendered
+    # before it (``HarmonyRenderer.render_batch_with_history``); never labelled.
     history: tuple[tuple[str, str], ...] = ()
 
 
@@ -75,9 +76,14 @@ class ExampleEncoder:
         return example.group or example.key if self.split_by == "group" else example.key
 
     def encode(self, examples: Sequence[Example]) -> list[EncodedExample | str]:
-        rendered = self.renderer.render_batch(
-            [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples]
-        )
+        if any(e.history for e in examples):  # chat threads: earlier turns before the prompt
+            rendered = self.renderer.render_batch_with_history(
+                [e.history for e in examples], [e.prompt for e in examples],
+                [e.reasoning for e in examples], [e.final for e in examples])
+        else:
+            rendered = self.renderer.render_batch(
+                [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples]
+            )
         results: list[EncodedExample | str] = []
         for example, item in zip(examples, rendered):
             if isinstance(item, Exception):

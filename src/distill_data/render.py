@@ -1,7 +1,9 @@
 """One Harmony renderer for every builder.
 
-An example is rendered as: system (default content, reasoning effort, no date) + user prompt
-+ optional assistant `analysis` + assistant `final` ending in `<|return|>`: byte for byte what
+An example is rendered as: system (default content, reasoning effort, no date) + (for a chat
+thread: its earlier turns, each a user message and an assistant `final` message ending in
+`<|end|>`) + user prompt + optional assistant `analysis` + assistant `final` ending in
+`<|return|>`: byte for byte what
 ``render_conversation_for_training(conv, RenderConversationConfig(auto_drop_analysis=False))``
 produces. For speed the tokens are assembled here from the fixed special-token frames plus
 ``encode_ordinary`` of each text (text is never parsed for special tokens); the frames are
@@ -38,28 +40,34 @@ def harmony_system_content(effort: str):
     )
 
 
-def harmony_conversation(prompt: str, reasoning: str, final: str, effort: str):
-    """The conversation openai-harmony would be given for this example (texts already clean)."""
+def harmony_conversation(prompt: str, reasoning: str, final: str, effort: str,
+                         history: Sequence[tuple[str, str]] = ()):
+    """The conversation openai-harmony would be given for this example (texts already clean);
+    `history` holds the earlier (user, assistant final) turns of a chat thread."""
     from openai_harmony import Conversation, Message, Role
 
-    messages = [
-        Message.from_role_and_content(Role.SYSTEM, harmony_system_content(effort)),
-        Message.from_role_and_content(Role.USER, prompt),
-    ]
+    messages = [Message.from_role_and_content(Role.SYSTEM, harmony_system_content(effort))]
+    for user, assistant in history:
+        messages.append(Message.from_role_and_content(Role.USER, user))
+        messages.append(Message.from_role_and_content(Role.ASSISTANT, assistant).with_channel("final"))
+    messages.append(Message.from_role_and_content(Role.USER, prompt))
     if reasoning:
         messages.append(Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis"))
     messages.append(Message.from_role_and_content(Role.ASSISTANT, final).with_channel("final"))
     return Conversation.from_messages(messages)
 
 
-def reference_render(tokenizer: HarmonyTokenizer, prompt: str, reasoning: str, final: str, effort: str) -> Rendered:
-    """openai-harmony's own training render: slow, the definition of correct."""
+def reference_render(tokenizer: HarmonyTokenizer, prompt: str, reasoning: str, final: str, effort: str,
+                     history: Sequence[tuple[str, str]] = ()) -> Rendered:
+    """openai-harmony's own training render: slow, the definition of correct. Only the last
+    assistant turn is labelled: its start is the completion render of everything before it."""
     from openai_harmony import Conversation, RenderConversationConfig, Role
 
-    conv = harmony_conversation(prompt, reasoning, final, effort)
+    conv = harmony_conversation(prompt, reasoning, final, effort, history)
     enc = tokenizer.harmony
     ids = enc.render_conversation_for_training(conv, RenderConversationConfig(auto_drop_analysis=False))
-    start = len(enc.render_conversation_for_completion(Conversation.from_messages(conv.messages[:2]), Role.ASSISTANT))
+    before_reply = conv.messages[:2 + 2 * len(history)]  # system, earlier turns, last user message
+    start = len(enc.render_conversation_for_completion(Conversation.from_messages(before_reply), Role.ASSISTANT))
     if reasoning:
         end_id = enc.encode("<|end|>", allowed_special={"<|end|>"})[0]
         analysis = ids.index(end_id, start) + 1 - start
@@ -103,6 +111,16 @@ class HarmonyRenderer:
                 raise RuntimeError(
                     "The fast Harmony renderer disagrees with openai-harmony's own render; this "
                     "openai-harmony version renders differently and the renderer needs updating."
+                )
+        # multi-turn (chat threads): earlier turns, the last one with a marker in both texts
+        history = (("First <|message|> question", "First answer <|end|>"), ("Then?", "<|return|> more"))
+        for reasoning in (probe[1], ""):
+            got = self.render_with_history(history, probe[0], reasoning, probe[2])
+            want = reference_render(self.tokenizer, probe[0], reasoning, probe[2], self.effort, history)
+            if got != want:
+                raise RuntimeError(
+                    "The fast Harmony renderer disagrees with openai-harmony's own render of a "
+                    "multi-turn conversation; the renderer needs updating for this openai-harmony version."
                 )
 
     def _assemble(self, prompt_ids: Sequence[int], reasoning_ids: Sequence[int] | None, final_ids: Sequence[int]) -> Rendered:
@@ -153,5 +171,67 @@ class HarmonyRenderer:
     def _render_or_error(self, prompt: str, reasoning: str, final: str) -> Rendered | Exception:
         try:
             return self.render(prompt, reasoning, final)
+        except Exception as exc:  # counted as an encoding error by the caller
+            return exc
+
+
+    # --- multi-turn (chat threads) ---------------------------------------------------------------
+    # Kept apart from the single-turn path above, which stays as fast as it was: the earlier
+    # turns are spliced in after the system message, each as
+    #   <|start|>user<|message|>{user}<|end|><|start|>assistant<|channel|>final<|message|>{reply}<|end|>
+    # (an earlier reply ends in <|end|>; only the last one ends in <|return|>, as openai-harmony
+    # renders it), and the labelled part starts after them.
+
+    def _turns(self, history_ids: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[int]:
+        ids: list[int] = []
+        for user_ids, assistant_ids in history_ids:
+            ids += self._user_head
+            ids += user_ids
+            ids.append(self._end)
+            ids += self._assistant_head
+            ids += self._final_head
+            ids += assistant_ids
+            ids.append(self._end)
+        return ids
+
+    def _assemble_with_history(self, history_ids, prompt_ids, reasoning_ids, final_ids) -> Rendered:
+        single = self._assemble(prompt_ids, reasoning_ids, final_ids)
+        if not history_ids:
+            return single
+        turns = self._turns(history_ids)
+        cut = len(self._system)
+        ids = single.input_ids[:cut] + turns + single.input_ids[cut:]
+        return Rendered(ids, single.assistant_token_start + len(turns), single.analysis_token_count,
+                        single.final_token_count)
+
+    def render_with_history(self, history: Sequence[tuple[str, str]], prompt: str, reasoning: str,
+                            final: str) -> Rendered:
+        """``render`` with the earlier (user, assistant final) turns of a thread before `prompt`
+        (clean texts); only the last reply is labelled."""
+        return self._assemble_with_history(
+            [(self._encode(u), self._encode(a)) for u, a in history],
+            self._encode(prompt),
+            self._encode(reasoning) if reasoning else None,
+            self._encode(final),
+        )
+
+    def render_batch_with_history(self, histories: Sequence[Sequence[tuple[str, str]]], prompts: Sequence[str],
+                                  reasonings: Sequence[str], finals: Sequence[str]) -> list[Rendered | Exception]:
+        """``render_batch`` for examples with earlier turns (an empty history renders as ``render``)."""
+        texts = [t for h in histories for turn in h for t in turn]
+        texts += [*prompts, *(r for r in reasonings if r), *finals]
+        try:
+            encoded = iter(self._encode_many(texts))
+            history_ids = [[(next(encoded), next(encoded)) for _ in h] for h in histories]
+            prompt_ids = [next(encoded) for _ in prompts]
+            reasoning_ids = [next(encoded) if r else None for r in reasonings]
+            final_ids = [next(encoded) for _ in finals]
+        except Exception:  # isolate the failing example(s)
+            return [self._render_with_history_or_error(*args) for args in zip(histories, prompts, reasonings, finals)]
+        return [self._assemble_with_history(*args) for args in zip(history_ids, prompt_ids, reasoning_ids, final_ids)]
+
+    def _render_with_history_or_error(self, history, prompt, reasoning, final) -> Rendered | Exception:
+        try:
+            return self.render_with_history(history, prompt, reasoning, final)
         except Exception as exc:  # counted as an encoding error by the caller
             return exc
