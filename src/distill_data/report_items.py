@@ -84,15 +84,28 @@ def accounting_html(manifest: dict) -> str:
         body += ["<h3>Drops by reason</h3>",
                  _table(["reason", "rows", "share of rows read"],
                         [[reason, _count(n), f"{_count(n) / read:.2%}" if read else "-"] for reason, n in dropped.items()])]
-        nested = {reason: n for reason, n in dropped.items() if isinstance(n, dict)}
-        for reason, by in nested.items():
-            body += [f"<h4>{html.escape(reason)} by category</h4>",
-                     _table(["category", "rows"], [[k, _count(v)] for k, v in sorted(by.items())])]
-    for key in ("drops_by_category", "dropped_by_category"):
-        if isinstance(manifest.get(key), dict):
-            for reason, by in manifest[key].items():
-                body += [f"<h4>{html.escape(str(reason))} by category</h4>",
-                         _table(["category", "rows"], [[k, _count(v)] for k, v in sorted(by.items())])]
+    for field_name, by_category in (manifest.get("drops_by_category") or {}).items():
+        reasons = sorted({r for c in by_category.values() for r, v in (c.get("reasons") or {}).items()
+                          if _count(v.get("dropped") if isinstance(v, dict) else v)})
+        rows = []
+        for category, c in sorted(by_category.items(), key=lambda kv: -_count(kv[1].get("rows"))):
+            per = c.get("reasons") or {}
+            rows.append([category, _count(c.get("rows")), _count(c.get("written")), _count(c.get("dropped_total")),
+                         *[_count(per.get(r, {}).get("dropped") if isinstance(per.get(r), dict) else per.get(r))
+                           for r in reasons]])
+        body += [f"<h3>Drops by {html.escape(field_name)}</h3>",
+                 _table([field_name, "rows read", "written", "dropped", *reasons], rows)]
+    warnings = manifest.get("warnings")
+    if warnings:
+        body += ["<h3>Warnings</h3>", "<ul>" + "".join(f"<li>{html.escape(json.dumps(w) if not isinstance(w, str) else w)}</li>"
+                                                     for w in warnings) + "</ul>"]
+    if isinstance(manifest.get("targets"), dict):
+        body += ["<h3>Targets and what was realised</h3>",
+                 _table(["target", "values"], [[k, json.dumps(v, sort_keys=True)] for k, v in manifest["targets"].items()])]
+    if isinstance(manifest.get("split_groups"), dict):
+        body += ["<h3>Split groups</h3>",
+                 _table(["", "value"], [[k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v]
+                                        for k, v in manifest["split_groups"].items()])]
     if manifest.get("not_read"):
         not_read = manifest["not_read"]
         body += ["<h3>Not read (token budget reached)</h3>",

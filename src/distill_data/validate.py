@@ -581,6 +581,15 @@ def validate(directory: Path, options: Options, inputs: Sequence[tuple[str, Path
                                     train_id=groups["train"][group], validation_id=groups["validation"][group])
     if len(both) > MAX_FAILURES * 10:
         report["split_groups"].failures += len(both) - MAX_FAILURES * 10
+    listed_groups = manifest.get("split_groups")
+    if isinstance(listed_groups, dict) and report["split_groups"].checked:
+        report["manifest_counts"].checked += 1
+        got = {"train": len(groups["train"]), "validation": len(groups["validation"])}
+        if listed_groups.get("groups") not in (None, got):
+            report["manifest_counts"].fail(f"split_groups.groups = {listed_groups.get('groups')}, the files give {got}")
+        if listed_groups.get("in_both_splits") not in (None, len(both)):
+            report["manifest_counts"].fail(f"split_groups.in_both_splits = {listed_groups.get('in_both_splits')}, "
+                                           f"the files give {len(both)}")
     if not report["split_groups"].checked:
         report["split_groups"].skipped = "no source.split_group field (dataset built before split groups)"
     if mix:
