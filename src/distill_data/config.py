@@ -32,9 +32,53 @@ def apply_defaults(config: dict, schema: dict) -> dict:
     return result
 
 
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
+def _coerce_scalar(value: str, types: list):
+    """A string as the first schema type it parses as; unchanged when none fits (the
+    validator then names the key)."""
+    if "string" in types:
+        return value
+    text = value.strip()
+    for kind in types:
+        try:
+            if kind == "integer":
+                return int(text)
+            if kind == "number":
+                number = float(text)
+                return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+            if kind == "boolean" and text.lower() in _BOOLEANS:
+                return _BOOLEANS[text.lower()]
+            if kind == "null" and text.lower() in ("null", "none", "~", ""):
+                return None
+        except ValueError:
+            continue
+    return value
+
+
+def coerce_types(config, schema: dict):
+    """Values typed by the schema: `--config 'merge={"seed": 7}'` reaches the workflow as
+    {"seed": "7"} (Snakemake parses nested values as text), and becomes {"seed": 7} here."""
+    if isinstance(config, dict):
+        properties = schema.get("properties", {})
+        return {key: coerce_types(value, properties[key]) if key in properties else value
+                for key, value in config.items()}
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [coerce_types(item, schema["items"]) for item in config]
+    if isinstance(config, str):
+        types = schema.get("type")
+        if types is None and "enum" in schema:
+            return config
+        types = [types] if isinstance(types, str) else list(types or [])
+        return _coerce_scalar(config, types) if types else config
+    return config
+
+
 def validate_config(config: dict, schema: dict) -> dict:
-    """Defaults applied, then checked; raises ConfigError listing every problem by key."""
-    config = apply_defaults(config or {}, schema)
+    """Defaults applied, values coerced to the schema's types, then checked; raises ConfigError
+    listing every problem by key."""
+    config = coerce_types(apply_defaults(config or {}, schema), schema)
     problems = []
     for error in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
         key = ".".join(str(p) for p in error.path) or "(top level)"
