@@ -46,7 +46,7 @@ def code_version(*files):
     digest = hashlib.sha256()
     for name in sorted(files):
         path = Path(name) if os.path.isabs(name) else PACKAGE_DIR / name
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(b"\0".join([name.encode(), path.read_bytes(), b""]))
     return digest.hexdigest()[:16]
 
 
@@ -58,7 +58,7 @@ def cli_flags(options):
     """{'max_seq_len': 8192, 'append_rag_sources': True} -> '--max-seq-len 8192 --append-rag-sources'."""
     words = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
+        flag = f"--{key.replace('_', '-')}"
         if value is True:
             words.append(flag)
         elif value is False or value is None:

@@ -143,7 +143,7 @@ rule synth_encode:
     params:
         flags=SYNTH_FLAGS,
         encoding=encoding_flags(),
-        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        encoded_dir=lambda w, output: os.path.dirname(output.train),
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "encode", "{shard}.log"),
@@ -176,7 +176,7 @@ rule synth_finalize:
         flags=SYNTH_FLAGS,
         encoding=encoding_flags(),
         dataset=SYNTH["dataset_name"],
-        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        encoded_dir=lambda w, input: os.path.dirname(input.encoded[0]),
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "finalize.log"),

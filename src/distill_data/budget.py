@@ -136,6 +136,10 @@ class BudgetSource(ABC):
     def describe_not_read(self, rows_read: Sequence[int], stop: StopPoint | None) -> dict:
         """What the budget left unread, and what the number means."""
 
+    def check_stop(self, stop: StopPoint) -> None:
+        """Called when the budget ended reading at `stop`: raise if what was read breaks a
+        source limit that is otherwise judged at a file's end (e.g. math's bad-line share)."""
+
     def manifest_extra(self) -> dict:
         """Source-specific manifest keys (e.g. a sampling plan)."""
         return {}
@@ -293,6 +297,8 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
         finally:
             batches.close()  # lets the source close its files when the budget stopped it early
         progress.done()
+        if run.stop is not None:
+            source.check_stop(run.stop)
         check_not_empty(run, dataset)
         files = run.writers.close()
         manifest = build_manifest(

@@ -90,3 +90,46 @@ def validate_config(config: dict, schema: dict) -> dict:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
+
+
+# --- the standalone scripts -------------------------------------------------------------------
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+def schema_property(schema: dict, key: str) -> dict:
+    """The schema of a dotted config key (`synth.english_frac`)."""
+    node = schema
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def _bound_problem(value, spec: dict) -> str | None:
+    if value is None:
+        return None
+    if "minimum" in spec and value < spec["minimum"]:
+        return f"must be at least {spec['minimum']}"
+    if "exclusiveMinimum" in spec and value <= spec["exclusiveMinimum"]:
+        return f"must be more than {spec['exclusiveMinimum']}"
+    if "maximum" in spec and value > spec["maximum"]:
+        return f"must be at most {spec['maximum']}"
+    if "exclusiveMaximum" in spec and value >= spec["exclusiveMaximum"]:
+        return f"must be less than {spec['exclusiveMaximum']}"
+    return None
+
+
+def check_args(args, keys: dict[str, str], schema: dict | None = None) -> None:
+    """Refuse a command-line value the workflow's config would refuse: `keys` maps an argparse
+    attribute (`english_frac`) to its config key (`synth.english_frac`), whose bounds apply.
+    Raises ValueError naming the flag, the value, the bound and the config key."""
+    schema = schema or load_schema(SCHEMA_PATH)
+    problems = []
+    for attr, key in keys.items():
+        value = getattr(args, attr, None)
+        problem = _bound_problem(value, schema_property(schema, key))
+        if problem:
+            flag = "--" + attr.replace("_", "-")
+            problems.append(f"{flag} {value}: {problem} (as config key {key})")
+    if problems:
+        raise ValueError("; ".join(problems))
