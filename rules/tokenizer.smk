@@ -3,8 +3,8 @@
 # local rule `stage_tokenizer` puts a verified copy at one fixed path under work_root, and the
 # jobs read that copy. Moving or re-pointing an identical file therefore changes nothing (same
 # path for the jobs, same sha256), while a file with other content changes the rule's `sha256`
-# param and so reruns it and every encode. The source folder reaches the rule through a global,
-# not a param, so its path is not a rerun trigger.
+# param, so the copy is redone and every encode job that reads it reruns. The source folder
+# reaches the rule through a global, not a param, so its path is not a rerun trigger.
 
 from distill_data.tokenizer import VOCAB_FILENAME, VOCAB_SHA256, sha256_file
 

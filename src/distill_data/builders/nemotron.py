@@ -246,10 +246,10 @@ class NemotronSource(budget.BudgetSource):
 
     def describe_inputs(self, rows_read, stop):
         inputs = []
-        for index, (path, lines) in enumerate(zip(self.files, rows_read)):
+        for index, (path, name, lines) in enumerate(zip(self.files, self.names, rows_read)):
             size = path.stat().st_size
             partial = stop is not None and stop.file == index and stop.end < size
-            entry = {"path": str(path), "bytes": size, "lines_read": lines,
+            entry = {"path": name, "bytes": size, "lines_read": lines,
                      "read": "partial" if partial else "complete" if stop is None or index <= stop.file else "not_read"}
             # A row count is known only for a file read to its end.
             entry["rows"] = lines if entry["read"] == "complete" else None
@@ -261,9 +261,10 @@ class NemotronSource(budget.BudgetSource):
     def describe_not_read(self, rows_read, stop):
         files = []
         if stop is not None:
-            files.append({"path": str(self.files[stop.file]),
+            files.append({"path": self.names[stop.file],
                           "bytes": self.files[stop.file].stat().st_size - stop.end})
-            files += [{"path": str(p), "bytes": p.stat().st_size} for p in self.files[stop.file + 1:]]
+            files += [{"path": name, "bytes": p.stat().st_size}
+                      for p, name in zip(self.files[stop.file + 1:], self.names[stop.file + 1:])]
             files = [f for f in files if f["bytes"]]
         return {
             "rows": 0 if stop is None else None,
