@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill_data import runlock
 from distill_data.builders import nemotron
-from distill_data.config import coerce_types, load_schema
+from distill_data.config import load_schema
 from distill_data.demo.__main__ import write_demo
 from distill_data.demo.nemotron import nemotron_line
 from distill_data.encode import ExampleEncoder
@@ -128,6 +127,8 @@ def test_the_bare_command_resumes_after_a_sigkill(moved, demo):
 
 
 def test_a_live_run_or_another_host_keeps_its_lock(tmp_path):
+    from distill_data import runlock
+
     smk = tmp_path / ".snakemake"
     (smk / "locks").mkdir(parents=True)
     lock = smk / "locks" / "0.output.lock"
@@ -287,6 +288,8 @@ def test_nested_config_values_are_coerced_by_the_schema(demo):
 
 
 def test_coerce_types_follows_each_schema_type():
+    from distill_data.config import coerce_types
+
     got = coerce_types({"merge": {"seed": "7", "weight_by": "rows"}, "synth": {"global_keep": "0.5", "append_rag_sources": "true"},
                         "work_root": "null", "math": {"input_files": ["a.jsonl"], "max_bad_line_frac": "1"}}, SCHEMA)
     assert got == {"merge": {"seed": 7, "weight_by": "rows"}, "synth": {"global_keep": 0.5, "append_rag_sources": True},
