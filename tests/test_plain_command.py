@@ -27,6 +27,7 @@ from distill_data.builders import nemotron
 from distill_data.config import load_schema
 from distill_data.demo.__main__ import write_demo
 from distill_data.demo.nemotron import nemotron_line
+from distill_data.demo.synth import write_synth_source
 from distill_data.encode import ExampleEncoder
 from distill_data.io import SourceError
 from distill_data.render import HarmonyRenderer
@@ -314,11 +315,11 @@ SCRIPT_CASES = [
 
 
 @pytest.mark.parametrize("script,args,message", SCRIPT_CASES, ids=[f"{s}:{a[-2]}" for s, a, _ in SCRIPT_CASES])
-def test_a_script_refuses_a_value_the_config_would_refuse(tmp_path, script, args, message):
+def test_a_script_refuses_a_value_the_config_would_refuse(tmp_path, vocab_dir, script, args, message):
     raw = tmp_path / "raw"
-    raw.mkdir()
+    write_synth_source(raw, ["synth_001.parquet"], 40, seed=3)  # a real shard: without the check, a dataset is written
     out = tmp_path / "out"
-    base = {"build_synth_distill.py": ["--input-dir", str(raw), "--output-dir", str(out)],
+    base = {"build_synth_distill.py": ["--input-dir", str(raw), "--output-dir", str(out), "--tokenizer-dir", str(vocab_dir)],
             "merge_distill_datasets.py": ["--output-dir", str(out)]}.get(script, ["--output-dir", str(out)])
     done = subprocess.run([sys.executable, str(PROJECT / "workflow_scripts" / script), *base, *args],
                           capture_output=True, text=True, timeout=120)
