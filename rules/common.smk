@@ -23,7 +23,7 @@ if workflow.is_main_process:
 
 
 onstart:
-    runlock.record_executor(".snakemake", getattr(workflow.executor_plugin, "common_name", None))
+    runlock.record_executor(".snakemake", workflow.executor_plugin.cli_prefix)  # "local", "slurm", …
 
 
 PYTHON = sys.executable  # the interpreter running Snakemake has the project installed

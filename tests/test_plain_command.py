@@ -114,6 +114,8 @@ def moved(tmp_path_factory, vocab_dir):
     assert first.returncode == -signal.SIGKILL, log.read_text()[-3000:]
     locks = list((project / ".snakemake" / "locks").glob("*.lock"))
     assert locks, "the killed run must have left its lock (else this test shows nothing)"
+    runs = [json.loads(p.read_text()) for p in (project / ".snakemake" / "distill_runs").glob("*.json")]
+    assert [(r["pid"], r["executor"]) for r in runs] == [(first.pid, "local")]
     resumed = snakemake(project, "-j", "2", "--configfile", CONFIG, "--", MIX)  # the bare command
     return {"project": project, "out": elsewhere / "out", "resumed": console(resumed), "killed": log.read_text()}
 
