@@ -322,6 +322,33 @@ def test_a_missing_part_file_is_named(sources, tmp_path):
     expect_error(inputs, tmp_path, "input chat", "part-00000.parquet", "does not exist")
 
 
+def test_a_problem_on_both_sides_of_an_inputs_split_is_reported(sources, tmp_path, vocab_dir):
+    """The mix counts, per input, the split groups with rows in train and in validation: 0 for
+    inputs split by group; a planted leak (a validation row given a train row's group) is loud."""
+    clean = json.loads((run_merge(sources, tmp_path / "clean", "--samples-per-input", "0") / "manifest.json").read_text())
+    assert clean["split_groups"]["in_both_splits"] == 0 and clean["warnings"] == []
+    for name in INPUTS:
+        assert clean["split_groups"]["inputs"][name]["groups"] == {
+            split: len(set(read_split(sources[name], split).column("source").combine_chunks().field("split_group").to_pylist()))
+            for split in ("train", "validation")}
+    inputs = broken_copy(sources, tmp_path, "math")
+    train_group = read_split(inputs["math"], "train").column("source").combine_chunks().field("split_group")[0].as_py()
+    path = inputs["math"] / "validation" / "part-00000.parquet"
+    table = pq.read_table(path)
+    source = table.column("source").combine_chunks()
+    groups = source.field("split_group").to_pylist()
+    groups[0] = train_group
+    fields = [source.field(i) if source.type[i].name != "split_group" else pa.array(groups, pa.string())
+              for i in range(source.type.num_fields)]
+    table = table.set_column(table.schema.get_field_index("source"), "source",
+                             pa.StructArray.from_arrays(fields, fields=list(source.type)))
+    pq.write_table(table, path)
+    leaky = json.loads((run_merge(inputs, tmp_path / "leaky", "--samples-per-input", "0") / "manifest.json").read_text())
+    assert leaky["split_groups"]["inputs"]["math"]["in_both_splits"] == 1
+    assert leaky["split_groups"]["in_both_splits"] == 1
+    assert len(leaky["warnings"]) == 1 and leaky["warnings"][0].startswith("input math: 1 split groups")
+
+
 @pytest.mark.parametrize("keep_validation", [False, True], ids=["empty", "validation_only"])
 def test_an_input_without_train_rows_is_refused(sources, tmp_path, keep_validation):
     inputs = broken_copy(sources, tmp_path, "chat")

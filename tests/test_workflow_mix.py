@@ -165,6 +165,11 @@ def test_no_split_group_in_both_splits_of_the_mix(demo_mix):
     assert all(re.fullmatch(r"[0-9a-f]{16}", g) for split in groups for _, g in groups[split])
     assert {d for d, _ in groups["validation"]} == set(BUILDERS)  # the check has something to check
     assert groups["train"] & groups["validation"] == set()
+    manifest = json.loads((demo_mix["mix"] / "manifest.json").read_text())
+    assert manifest["split_groups"]["in_both_splits"] == 0 and not manifest["warnings"]
+    for name in BUILDERS:
+        counted = manifest["split_groups"]["inputs"][name]["groups"]
+        assert counted == {split: len({g for d, g in groups[split] if d == name}) for split in groups}
     # chat: the group is the thread; a thread with several examples stays on one side
     trees = {split: {r["meta"]["message_tree_id"] for r in rows[split] if r["dataset"] == "chat"} for split in rows}
     assert trees["train"] & trees["validation"] == set()

@@ -370,6 +370,9 @@ class InputTally:
     assistant: int = 0           # sum of analysis + final tokens
     language: Counter = field(default_factory=Counter)
     exercise: Counter = field(default_factory=Counter)
+    # The input rows' `source.split_group` values (as integers), or None when its rows have
+    # none (a dataset built before the field existed).
+    groups: set | None = None
 
 
 class InputStream:
@@ -442,6 +445,11 @@ class InputStream:
         spans = batch.column("spans")
         tally.assistant += (pc.sum(pc.struct_field(spans, "analysis_token_count")).as_py() or 0) + \
             (pc.sum(pc.struct_field(spans, "final_token_count")).as_py() or 0)
+        original = batch.column("source")
+        if original.type.get_field_index("split_group") >= 0:
+            if tally.groups is None:
+                tally.groups = set()
+            tally.groups.update(int(g, 16) for g in pc.struct_field(original, "split_group").to_pylist() if g)
         tally.language.update(_value_counts(source.field("language")))
         tally.exercise.update(_value_counts(source.field("exercise")))
         columns = [source if name == "source" else batch.column(name) for name in COLUMNS]
@@ -582,7 +590,7 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
     spans = {split: [read_spans(inp, split) for inp in inputs] for split in SPLITS}
     sample_rows = {inp.name: choose_samples(inp, params.samples_per_input, params.seed) for inp in inputs}
 
-    files, composition, split_stats, samples = {}, {}, {}, []
+    files, composition, split_stats, samples, all_streams = {}, {}, {}, [], {}
     stats = DatasetStats(accounting=Accounting(rows_read=sum(sum(i.rows.values()) for i in inputs)))
     with assembled_aside(output_dir) as scratch:
         for split in SPLITS:
@@ -590,11 +598,13 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             log.info("%s: %d rows, schedule ready; streaming", split, len(schedule))
             files[split], streams = stream_split(inputs, split, schedule, scratch, params.rows_per_file,
                                                  batch_size, threads, sample_rows)
+            all_streams[split] = streams
             composition[split], split_stats[split] = _describe_split(names, spans[split], streams, schedule,
                                                                      params.weight_by)
             _count_tokens(stats, split, spans[split], streams)
             samples += _locate_samples(streams, schedule, split, params.rows_per_file)
         _check_files(dataset, stats, files)
+        groups = split_group_report(names, all_streams)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "dataset": dataset,
@@ -605,13 +615,49 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             "inputs": [inp.describe(output_dir) for inp in inputs],
             **stats.to_dict(),
             "composition": composition,
+            "split_groups": groups,
+            "warnings": groups_warnings(groups, inputs),
             "files": files,
         }
+        for warning in manifest["warnings"]:
+            log.warning("%s: %s", dataset, warning)
         write_json(scratch / "manifest.json", manifest)
         write_json(scratch / "stats.json", {"dataset": dataset, "weight_by": params.weight_by, "splits": split_stats})
         samples.sort(key=lambda s: (names.index(s["input"]), SPLITS.index(s["split"]), s["position"]))
         write_text(scratch / "samples.md", report.render_samples(dataset, params.to_dict(), samples, decode))
     return manifest
+
+
+def split_group_report(names: Sequence[str], streams: dict) -> dict:
+    """Per input, its split groups in each split of the mix and how many sit in both
+    (CONTRACT.md: one problem on one side); None for an input whose rows have no split_group."""
+    report_ = {}
+    for i, name in enumerate(names):
+        train, validation = streams["train"][i].tally.groups, streams["validation"][i].tally.groups
+        if train is None and validation is None:
+            report_[name] = None
+            continue
+        train, validation = train or set(), validation or set()
+        report_[name] = {"groups": {"train": len(train), "validation": len(validation)},
+                         "in_both_splits": len(train & validation)}
+    return {"inputs": report_,
+            "in_both_splits": sum(r["in_both_splits"] for r in report_.values() if r)}
+
+
+def groups_warnings(groups: dict, inputs: Sequence[MixInput]) -> list[str]:
+    """A problem on both sides of the split is loud: the validation loss would flatter it."""
+    warnings = []
+    for inp in inputs:
+        found = groups["inputs"][inp.name]
+        if found is None:
+            warnings.append(f"input {inp.name} has no split_group: its rows cannot be checked for "
+                            "problems on both sides of the split (rebuild it)")
+        elif found["in_both_splits"]:
+            split_by = (inp.manifest.get("params") or {}).get("split_by", "id")
+            warnings.append(f"input {inp.name}: {found['in_both_splits']} split groups have rows in both train "
+                            f"and validation (built with split_by: {split_by}; common.split_by: group keeps "
+                            "one problem on one side)")
+    return warnings
 
 
 def _check_files(dataset: str, stats: DatasetStats, files: dict) -> None:
