@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from .hashing import split_of
-from .render import HarmonyRenderer, Rendered
+from .render import HarmonyRenderer, Rendered, RenderedColumns
 from .schema import SPANS_TYPE
 from .stats import DatasetStats
 
@@ -32,17 +31,36 @@ class Example:
 
 @dataclass(frozen=True)
 class EncodedExample:
+    """An example and its rendering: row `index` of a batch's `RenderedColumns`."""
+
     example: Example
-    rendered: Rendered
+    columns: RenderedColumns
+    index: int
     split: str
 
     @property
+    def rendered(self) -> Rendered:
+        return self.columns.row(self.index)
+
+    @property
     def total_tokens(self) -> int:
-        return len(self.rendered.input_ids)
+        return int(self.columns.offsets[self.index + 1] - self.columns.offsets[self.index])
+
+    @property
+    def assistant_token_start(self) -> int:
+        return int(self.columns.assistant_start[self.index])
+
+    @property
+    def analysis_token_count(self) -> int:
+        return int(self.columns.analysis[self.index])
+
+    @property
+    def final_token_count(self) -> int:
+        return int(self.columns.final[self.index])
 
     @property
     def assistant_tokens(self) -> int:
-        return self.rendered.analysis_token_count + self.rendered.final_token_count
+        return self.analysis_token_count + self.final_token_count
 
 
 class ExampleEncoder:
@@ -55,56 +73,86 @@ class ExampleEncoder:
         self.train_frac = float(train_frac)
 
     def encode(self, examples: Sequence[Example]) -> list[EncodedExample | str]:
-        rendered = self.renderer.render_batch(
+        columns = self.renderer.render_columns(
             [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples]
         )
+        too_long = (columns.lengths > self.max_seq_len).tolist()
         results: list[EncodedExample | str] = []
-        for example, item in zip(examples, rendered):
-            if isinstance(item, Exception):
+        for i, example in enumerate(examples):
+            if i in columns.errors:
                 results.append(DROP_ENCODING_ERROR)
-            elif len(item.input_ids) > self.max_seq_len:
+            elif too_long[i]:
                 results.append(DROP_TOO_LONG)
             else:
-                results.append(EncodedExample(example, item, split_of(example.key, self.seed, self.train_frac)))
+                results.append(EncodedExample(example, columns, i, split_of(example.key, self.seed, self.train_frac)))
         return results
 
 
 def record(stats: DatasetStats, row: EncodedExample, category_fields: Sequence[str]) -> None:
     """Count a written row in the dataset statistics."""
-    r = row.rendered
     stats.add_written(
-        row.split, r.assistant_token_start, r.analysis_token_count, r.final_token_count,
+        row.split, row.assistant_token_start, row.analysis_token_count, row.final_token_count,
         {name: row.example.source.get(name) for name in category_fields},
     )
 
 
-def rows_to_table(rows: Iterable[EncodedExample], schema: pa.Schema) -> pa.Table:
-    """Build the CONTRACT.md columns without per-token Python objects in Arrow."""
-    rows = list(rows)
-    lengths = np.fromiter((len(r.rendered.input_ids) for r in rows), dtype=np.int64, count=len(rows))
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+def token_columns(ids: np.ndarray, offsets: np.ndarray, starts: np.ndarray) -> dict[str, pa.Array]:
+    """`input_ids`, `labels` (-100 before each row's assistant_token_start) and
+    `attention_mask` (ones) of rows given as flat int32 tokens and int64 offsets."""
     if offsets[-1] >= 2**31:
         raise ValueError("a batch of more than 2**31 tokens; use smaller batches")
-    ids = np.fromiter(chain.from_iterable(r.rendered.input_ids for r in rows), dtype=np.int32, count=int(offsets[-1]))
-    starts = np.fromiter((r.rendered.assistant_token_start for r in rows), dtype=np.int32, count=len(rows))
+    lengths = np.diff(offsets)
     # labels: -100 on the prompt, the tokens themselves from assistant_token_start on
-    position = np.arange(len(ids), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    labels = np.where(position < np.repeat(starts, lengths), np.int32(-100), ids)
+    prompt_end = np.repeat(offsets[:-1] + starts, lengths)
+    labels = np.where(np.arange(len(ids), dtype=np.int64) < prompt_end, np.int32(-100), ids)
     offsets32 = pa.array(offsets, pa.int32())
+    return {
+        "input_ids": pa.ListArray.from_arrays(offsets32, pa.array(ids, pa.int32())),
+        "labels": pa.ListArray.from_arrays(offsets32, pa.array(labels, pa.int32())),
+        "attention_mask": pa.ListArray.from_arrays(offsets32, pa.array(np.ones(len(ids), np.int8), pa.int8())),
+    }
+
+
+def gather_rows(rows: Sequence[EncodedExample]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens, offsets, assistant_start, analysis, final) of the rows, in order, gathered from
+    their batches' columns with array operations."""
+    tokens, offsets, starts, analysis, final = [], [np.zeros(1, np.int64)], [], [], []
+    base = 0
+    i = 0
+    while i < len(rows):  # consecutive rows of one batch are gathered at once
+        columns = rows[i].columns
+        j = i
+        while j < len(rows) and rows[j].columns is columns:
+            j += 1
+        index = np.fromiter((r.index for r in rows[i:j]), dtype=np.int64, count=j - i)
+        lengths = columns.offsets[index + 1] - columns.offsets[index]
+        out_starts = np.cumsum(lengths) - lengths
+        tokens.append(columns.tokens[np.repeat(columns.offsets[index] - out_starts, lengths)
+                                     + np.arange(int(lengths.sum()), dtype=np.int64)])
+        offsets.append(base + np.cumsum(lengths))
+        base += int(lengths.sum())
+        starts.append(columns.assistant_start[index])
+        analysis.append(columns.analysis[index])
+        final.append(columns.final[index])
+        i = j
+    if not starts:
+        empty = np.zeros(0, np.int64)
+        return np.zeros(0, np.int32), offsets[0], empty, empty, empty
+    return (np.concatenate(tokens), np.concatenate(offsets), np.concatenate(starts), np.concatenate(analysis),
+            np.concatenate(final))
+
+
+def rows_to_table(rows: Iterable[EncodedExample], schema: pa.Schema) -> pa.Table:
+    """Build the CONTRACT.md columns without per-token Python objects."""
+    rows = list(rows)
+    ids, offsets, starts, analysis, final = gather_rows(rows)
     source_type = schema.field("source").type
     columns = {
         "id": pa.array([r.example.id for r in rows], pa.string()),
         "source": pa.array([r.example.source for r in rows], source_type),
-        "input_ids": pa.ListArray.from_arrays(offsets32, pa.array(ids, pa.int32())),
-        "labels": pa.ListArray.from_arrays(offsets32, pa.array(labels, pa.int32())),
-        "attention_mask": pa.ListArray.from_arrays(offsets32, pa.array(np.ones(len(ids), np.int8), pa.int8())),
+        **token_columns(ids, offsets, starts),
         "spans": pa.StructArray.from_arrays(
-            [
-                pa.array(starts, pa.int32()),
-                pa.array([r.rendered.analysis_token_count for r in rows], pa.int32()),
-                pa.array([r.rendered.final_token_count for r in rows], pa.int32()),
-            ],
+            [pa.array(starts, pa.int32()), pa.array(analysis, pa.int32()), pa.array(final, pa.int32())],
             fields=list(SPANS_TYPE),
         ),
     }

@@ -10,9 +10,13 @@ taken from openai-harmony itself and the assembly is checked against it at const
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
+
+from . import render_check
 from .tokenizer import HarmonyTokenizer
 
 REASONING_EFFORTS = ("low", "medium", "high")
@@ -68,31 +72,100 @@ def reference_render(tokenizer: HarmonyTokenizer, prompt: str, reasoning: str, f
     return Rendered(list(ids), start, analysis, len(ids) - start - analysis)
 
 
+class RenderedColumns:
+    """A batch of rendered examples as flat arrays (no per-token Python objects).
+
+    Row ``i`` holds ``tokens[offsets[i]:offsets[i + 1]]``; ``errors`` maps the index of an
+    example that failed to encode to its exception (that row is empty)."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, assistant_start: np.ndarray,
+                 analysis: np.ndarray, final: np.ndarray, errors: dict[int, Exception]):
+        self.tokens = tokens                    # int32, all rows back to back
+        self.offsets = offsets                  # int64, len(self) + 1
+        self.assistant_start = assistant_start  # int64 per row
+        self.analysis = analysis                # int64 per row
+        self.final = final                      # int64 per row
+        self.errors = errors
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> Rendered:
+        return Rendered(self.tokens[self.offsets[i]:self.offsets[i + 1]].tolist(), int(self.assistant_start[i]),
+                        int(self.analysis[i]), int(self.final[i]))
+
+
 class HarmonyRenderer:
     """Fast, exact renderer. ``render_batch`` tokenizes with several threads; the result
-    does not depend on the thread count."""
+    does not depend on the thread count.
+
+    Texts are tokenized into raw token buffers (no Python int per token) and each batch is
+    assembled with one vectorised gather: every row is a fixed sequence of *segments*, each
+    either a constant Harmony frame or one encoded text."""
 
     def __init__(self, tokenizer: HarmonyTokenizer, reasoning_effort: str = "high", num_threads: int = 1):
-        from openai_harmony import Message, Role
-
+        if reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(f"reasoning effort must be one of {REASONING_EFFORTS}, got {reasoning_effort!r}")
         self.tokenizer = tokenizer
         self.effort = reasoning_effort
         self.num_threads = max(1, int(num_threads))
-        self._encode = tokenizer.tiktoken.encode_ordinary
-        harmony = tokenizer.harmony
+        self._encode = _buffer_encoder(tokenizer.tiktoken)
+        frames = render_check.cached_frames(tokenizer, reasoning_effort)
+        checked = frames is not None
+        if frames is None:
+            frames = self._harmony_frames()
+        self._set_frames(frames)
+        if not checked:
+            self._self_check()
+            render_check.store_frames(tokenizer, reasoning_effort, frames)
+
+    def _harmony_frames(self) -> dict[str, list[int]]:
+        """The constant token frames, taken from openai-harmony itself."""
+        from openai_harmony import Message, Role
+
+        harmony = self.tokenizer.harmony
         special = {name: harmony.encode(name, allowed_special={name})[0]
                    for name in ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>")}
         start, end, message, channel = (special[k] for k in ("<|start|>", "<|end|>", "<|message|>", "<|channel|>"))
-        self._system = list(harmony.render(Message.from_role_and_content(Role.SYSTEM, harmony_system_content(reasoning_effort))))
-        assistant = self._encode("assistant")
-        self._user_head = [start, *self._encode("user"), message]
-        # What the model sees before it generates: ...<|start|>assistant
-        self._assistant_head = [start, *assistant]
-        self._analysis_head = [channel, *self._encode("analysis"), message]
-        self._final_head = [channel, *self._encode("final"), message]
-        self._end = end
-        self._return = special["<|return|>"]
-        self._self_check()
+        ordinary = self.tokenizer.tiktoken.encode_ordinary
+        return {
+            "system": list(harmony.render(Message.from_role_and_content(Role.SYSTEM, harmony_system_content(self.effort)))),
+            "user_head": [start, *ordinary("user"), message],
+            # What the model sees before it generates: ...<|start|>assistant
+            "assistant_head": [start, *ordinary("assistant")],
+            "analysis_head": [channel, *ordinary("analysis"), message],
+            "final_head": [channel, *ordinary("final"), message],
+            "end": [end],
+            "return": [special["<|return|>"]],
+        }
+
+    def _set_frames(self, frames: dict[str, list[int]]) -> None:
+        self._frames = frames
+        self._system = list(frames["system"])
+        self._user_head = list(frames["user_head"])
+        self._assistant_head = list(frames["assistant_head"])
+        self._analysis_head = list(frames["analysis_head"])
+        self._final_head = list(frames["final_head"])
+        self._end = frames["end"][0]
+        self._return = frames["return"][0]
+        # The segments of a row, in order: frames, and None for a text (prompt, reasoning,
+        # final). Segments 0-2 are the prompt as the model sees it; 3-5 the analysis message
+        # through its <|end|>, and 6 the next <|start|>assistant (3-6 absent without
+        # reasoning); 6-9 the final message.
+        pieces = [
+            [*self._system, *self._user_head], None, [self._end, *self._assistant_head],
+            self._analysis_head, None, [self._end], self._assistant_head,
+            self._final_head, None, [self._return],
+        ]
+        pool, self._frame_at = [], []
+        for piece in pieces:
+            self._frame_at.append(None if piece is None else (len(pool), len(piece)))
+            pool += piece or []
+        self._frame_pool = np.array(pool, dtype=np.int32)
 
     def _self_check(self) -> None:
         probe = ("Say <|end|> twice.", "The user wants <|start|>assistant text.", "<|return|> done")
@@ -104,54 +177,119 @@ class HarmonyRenderer:
                     "The fast Harmony renderer disagrees with openai-harmony's own render; this "
                     "openai-harmony version renders differently and the renderer needs updating."
                 )
-
-    def _assemble(self, prompt_ids: Sequence[int], reasoning_ids: Sequence[int] | None, final_ids: Sequence[int]) -> Rendered:
-        ids = [*self._system, *self._user_head, *prompt_ids, self._end, *self._assistant_head]
-        start = len(ids)
-        if reasoning_ids is not None:
-            ids += self._analysis_head
-            ids += reasoning_ids
-            ids.append(self._end)
-            ids += self._assistant_head
-            analysis = len(ids) - len(self._assistant_head) - start
-        else:
-            analysis = 0
-        ids += self._final_head
-        ids += final_ids
-        ids.append(self._return)
-        return Rendered(ids, start, analysis, len(ids) - start - analysis)
+        for text in (*probe, "ünïcödé 中文 😀 \x00 \r\n", ""):
+            if np.frombuffer(self._encode(text), np.uint32).tolist() != self.tokenizer.tiktoken.encode_ordinary(text):
+                raise RuntimeError("tiktoken's token-buffer encoding differs from encode_ordinary in this "
+                                   "tiktoken version; the renderer needs updating.")
 
     def render(self, prompt: str, reasoning: str, final: str) -> Rendered:
         """Render clean texts (see ``text.clean_text``); empty reasoning means no analysis message."""
-        return self._assemble(
-            self._encode(prompt),
-            self._encode(reasoning) if reasoning else None,
-            self._encode(final),
-        )
+        columns = self.render_columns([prompt], [reasoning], [final])
+        if columns.errors:
+            raise columns.errors[0]
+        return columns.row(0)
 
     def render_batch(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str]) -> list[Rendered | Exception]:
         """Render many examples; an example that fails to encode yields its exception instead."""
-        texts = [*prompts, *(r for r in reasonings if r), *finals]
-        try:
-            encoded = self._encode_many(texts)
-        except Exception:  # isolate the failing example(s)
-            return [self._render_or_error(p, r, f) for p, r, f in zip(prompts, reasonings, finals)]
+        columns = self.render_columns(prompts, reasonings, finals)
+        return [columns.errors[i] if i in columns.errors else columns.row(i) for i in range(len(columns))]
+
+    def render_columns(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str]) -> RenderedColumns:
+        """Render many examples into flat arrays; a failing example is listed in ``errors``."""
         n = len(prompts)
-        prompt_ids = encoded[:n]
-        finals_ids = encoded[len(encoded) - n:]
-        reasoning_iter = iter(encoded[n:len(encoded) - n])
-        return [
-            self._assemble(p, next(reasoning_iter) if r else None, f)
-            for p, r, f in zip(prompt_ids, reasonings, finals_ids)
-        ]
+        texts = [*prompts, *reasonings, *finals]  # slot-major: text k of row i is texts[k * n + i]
+        buffers, errors = self._encode_many(texts)
+        failed = {i % n: exc for i, exc in errors.items()}
+        text_tokens = np.frombuffer(b"".join(buffers), dtype=np.int32) if buffers else np.zeros(0, np.int32)
+        text_lengths = np.fromiter(map(len, buffers), dtype=np.int64, count=len(buffers)) // 4
+        text_starts = np.cumsum(text_lengths) - text_lengths + len(self._frame_pool)
+        text_lengths = text_lengths.reshape(3, n)
+        text_starts = text_starts.reshape(3, n)
+        has_reasoning = text_lengths[1] > 0
+        if failed:  # a failed example renders as an empty row
+            keep = np.ones(n, dtype=bool)
+            keep[list(failed)] = False
+            text_lengths = text_lengths * keep
+        else:
+            keep = None
+        segments = len(self._frame_at)
+        starts = np.empty((n, segments), dtype=np.int64)
+        lengths = np.empty((n, segments), dtype=np.int64)
+        text_slot = {s: k for k, s in enumerate(s for s, frame in enumerate(self._frame_at) if frame is None)}
+        for s, frame in enumerate(self._frame_at):
+            if frame is None:
+                starts[:, s] = text_starts[text_slot[s]]
+                lengths[:, s] = text_lengths[text_slot[s]]
+            else:
+                starts[:, s] = frame[0]
+                lengths[:, s] = frame[1]
+        lengths[:, 3:7] *= has_reasoning[:, None]  # no reasoning: no analysis message
+        if keep is not None:
+            lengths *= keep[:, None]
+        seg_lengths = lengths.ravel()
+        seg_out = np.cumsum(seg_lengths) - seg_lengths
+        total = int(seg_lengths.sum())
+        gather = np.repeat(starts.ravel() - seg_out, seg_lengths) + np.arange(total, dtype=np.int64)
+        pool = np.concatenate([self._frame_pool, text_tokens])
+        row_lengths = lengths.sum(axis=1)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(row_lengths, out=offsets[1:])
+        return RenderedColumns(pool[gather], offsets, lengths[:, 0:3].sum(axis=1), lengths[:, 3:6].sum(axis=1),
+                               lengths[:, 6:].sum(axis=1), failed)
 
-    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+    def _encode_many(self, texts: list[str]) -> tuple[list[bytes], dict[int, Exception]]:
+        """Token buffers of the texts, in order (b"" for an empty or failing text), and the
+        exception of each text that failed. Threads take contiguous chunks, so the result does
+        not depend on their number."""
         if self.num_threads == 1 or len(texts) < 64:
-            return [self._encode(t) for t in texts]
-        return self.tokenizer.tiktoken.encode_ordinary_batch(texts, num_threads=self.num_threads)
+            return self._encode_chunk(texts, 0)
+        step = -(-len(texts) // self.num_threads)
+        with ThreadPoolExecutor(self.num_threads) as pool:
+            parts = list(pool.map(self._encode_chunk, [texts[i:i + step] for i in range(0, len(texts), step)],
+                                  range(0, len(texts), step)))
+        buffers: list[bytes] = []
+        errors: dict[int, Exception] = {}
+        for chunk, failed in parts:
+            buffers += chunk
+            errors.update(failed)
+        return buffers, errors
 
-    def _render_or_error(self, prompt: str, reasoning: str, final: str) -> Rendered | Exception:
+    def _encode_chunk(self, texts: Sequence[str], base: int) -> tuple[list[bytes], dict[int, Exception]]:
+        encode = self._encode
+        out: list[bytes] = []
+        errors: dict[int, Exception] = {}
+        for i, text in enumerate(texts):
+            if not text:
+                out.append(b"")
+                continue
+            try:
+                tokens = encode(text)
+            except Exception as exc:  # counted as an encoding error by the caller
+                errors[base + i] = exc
+                out.append(b"")
+                continue
+            out.append(tokens if type(tokens) is bytes else np.asarray(tokens, dtype=np.int32).tobytes())
+        return out, errors
+
+
+def _buffer_encoder(encoding) -> Callable[[str], bytes]:
+    """``text -> bytes`` of the tokens as native uint32, equal to ``encode_ordinary(text)``.
+
+    tiktoken's ``encode`` with no special token allowed splits and merges exactly as
+    ``encode_ordinary`` (text that looks like a special token stays ordinary text), and its
+    buffer variant skips building a Python int per token: half the time of encode_ordinary.
+    The self-check compares the two. Falls back to encode_ordinary where tiktoken lacks it."""
+    core = getattr(encoding, "_core_bpe", None)
+    to_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
+    if to_buffer is None:
+        ordinary = encoding.encode_ordinary
+        return lambda text: np.asarray(ordinary(text), dtype=np.uint32).tobytes()
+    no_special: set = set()
+
+    def encode(text: str) -> bytes:
         try:
-            return self.render(prompt, reasoning, final)
-        except Exception as exc:  # counted as an encoding error by the caller
-            return exc
+            return bytes(to_buffer(text, no_special))
+        except UnicodeEncodeError:  # lone surrogates: replaced, as encode_ordinary does
+            return bytes(to_buffer(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), no_special))
+
+    return encode
