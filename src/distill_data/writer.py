@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -39,9 +41,13 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 
 class PartWriter:
     """Writes `part-00000.parquet`, `part-00001.parquet`, … of exactly `rows_per_file` rows
-    each (the last may be shorter), however the rows arrive."""
+    each (the last may be shorter), however the rows arrive.
 
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int):
+    With `threads` > 1, files are compressed and hashed on that many threads (zstd and sha256
+    release the GIL) while the caller prepares the next rows; at most `threads` files wait in
+    memory, and the files and their listing are the same as with one thread."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int, threads: int = 1):
         if rows_per_file < 1:
             raise ValueError("rows_per_file must be at least 1")
         self.directory = Path(directory)
@@ -51,6 +57,10 @@ class PartWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.files: list[dict] = []
+        self._count = 0
+        self._threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self._writing: deque[Future] = deque()
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -65,16 +75,30 @@ class PartWriter:
             self._pending_rows = rest.num_rows
 
     def close(self) -> list[dict]:
-        if self._pending_rows:
-            self._emit(pa.concat_tables(self._pending))
-        self._pending, self._pending_rows = [], 0
+        try:
+            if self._pending_rows:
+                self._emit(pa.concat_tables(self._pending))
+            self._pending, self._pending_rows = [], 0
+            while self._writing:
+                self.files.append(self._writing.popleft().result())
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
         return self.files
 
     def _emit(self, table: pa.Table) -> None:
-        path = self.directory / f"part-{len(self.files):05d}.parquet"
+        path = self.directory / f"part-{self._count:05d}.parquet"
+        self._count += 1
+        if self._pool is None:
+            self.files.append(self._write_file(table, path))
+            return
+        self._writing.append(self._pool.submit(self._write_file, table, path))
+        while len(self._writing) > self._threads:
+            self.files.append(self._writing.popleft().result())
+
+    def _write_file(self, table: pa.Table, path: Path) -> dict:
         write_parquet(table.combine_chunks().cast(self.schema), path)
-        self.files.append({"path": path.name, "rows": table.num_rows,
-                           "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        return {"path": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def write_json(path: Path, data) -> None:

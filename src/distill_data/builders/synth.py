@@ -9,23 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 
 from ..dataset import SplitWriters, build_manifest
-from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table
+from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table, token_columns
 from ..hashing import unit_hash
-from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
 from ..text import clean_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
-from ..writer import StreamingParquet, assembled_aside, write_json, write_parquet
+from ..writer import assembled_aside, write_json, write_parquet
 
 log = logging.getLogger("distill_data")
 
@@ -244,7 +248,10 @@ def build_prompt(query: str, seed_text: str | None, exercise: str, constraints: 
 
 def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncoder, params: SynthParams,
                  out_dir: Path, shard_name: str, batch_size: int = 4096) -> DatasetStats:
-    """Encode one shard into `<out_dir>/<shard>.train.parquet` and `.validation.parquet`."""
+    """Encode one shard into `<out_dir>/<shard>.train.arrow` and `.validation.arrow`.
+
+    Only the sampling decisions walk the rows in Python (on the ids); the text columns of the
+    rows they keep are taken out of each Arrow batch before any Python string is made."""
     mask = pq.read_table(mask_path)
     handle = open_parquet(path, ENCODE_COLUMNS)
     if mask.num_rows != handle.metadata.num_rows:
@@ -254,74 +261,141 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     memorization = mask.column("memorization").to_pylist()
     english = mask.column("english").to_pylist()
     stats = DatasetStats()
+    accounting = stats.accounting
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = 0
-    with StreamingParquet({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}, SCHEMA) as sinks:
-        for cols in iter_parquet_columns(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
-            examples = []
-            n = len(cols["synth_id"])
-            for i in range(n):
-                stats.accounting.rows_read += 1
+    with EncodedSink({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}) as sinks:
+        for batch in iter_parquet_batches(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
+            n = batch.num_rows
+            accounting.rows_read += n
+            kept, keys = [], []
+            for i, raw_id in enumerate(batch.column("synth_id").to_pylist()):
                 reason = verdicts[row + i]
-                key = clean_text(cols["synth_id"][i])
                 if reason is None:
+                    key = clean_text(raw_id)
                     reason = sampling_drop(key, memorization[row + i], english[row + i], plan)
                 if reason:
-                    stats.accounting.drop(reason)
+                    accounting.drop(reason)
                     continue
-                exercise = clean_text(cols["exercise"][i])
+                kept.append(i)
+                keys.append(key)
+            row += n
+            cols = {name: batch.column(name).take(kept).to_pylist() for name in ENCODE_COLUMNS if name != "synth_id"}
+            examples = []
+            for j, key in enumerate(keys):
+                exercise = clean_text(cols["exercise"][j])
                 examples.append(Example(
                     key=key,
                     id=f"{ID_PREFIX}:{key}",
                     source={"dataset": DATASET_HF, "synth_id": key, "exercise": exercise or None,
-                            "language": clean_text(cols["language"][i]) or None},
-                    prompt=build_prompt(cols["query"][i], cols["query_seed_text"][i], exercise,
-                                        cols["constraints"][i], params.include_seed_text,
+                            "language": clean_text(cols["language"][j]) or None},
+                    prompt=build_prompt(cols["query"][j], cols["query_seed_text"][j], exercise,
+                                        cols["constraints"][j], params.include_seed_text,
                                         params.append_rag_sources),
-                    reasoning=clean_text(cols["synthetic_reasoning"][i]),
-                    final=clean_text(cols["synthetic_answer"][i]),
+                    reasoning=clean_text(cols["synthetic_reasoning"][j]),
+                    final=clean_text(cols["synthetic_answer"][j]),
                 ))
-            row += n
             written = {split: [] for split in SPLITS}
-            for result in encoder.encode(examples):
+            for result in encoder.encode(examples) if examples else ():
                 if isinstance(result, str):
-                    stats.accounting.drop(result)
+                    accounting.drop(result)
                 else:
                     record(stats, result, CATEGORY_FIELDS)
                     written[result.split].append(result)
             for split in SPLITS:
                 if written[split]:
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
-            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts),
-                     stats.accounting.rows_written)
-    stats.accounting.check(str(path))
+            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts), accounting.rows_written)
+    accounting.check(str(path))
     return stats
 
 
 def encoded_path(out_dir: Path, shard_name: str, split: str) -> Path:
-    return Path(out_dir) / f"{Path(shard_name).stem}.{split}.parquet"
+    return Path(out_dir) / f"{Path(shard_name).stem}.{split}.arrow"
+
+
+# The encoded rows of a shard wait for finalize as uncompressed Arrow IPC files: written and read
+# back (memory-mapped) without any decoding, so that parquet encoding and compression happen once,
+# in finalize, into the published part files. `labels` and `attention_mask` follow from
+# `input_ids` and `spans` and are not stored.
+ENCODED_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ("labels", "attention_mask")])
+
+
+class EncodedSink:
+    """One Arrow IPC file per split, written batch by batch and moved into place on success."""
+
+    def __init__(self, paths: dict):
+        self.paths = {key: Path(path) for key, path in paths.items()}
+        self._files: dict = {}
+        self._writers: dict = {}
+
+    def __enter__(self) -> "EncodedSink":
+        for key, path in self.paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._files[key] = pa.OSFile(str(path.with_name(path.name + ".partial")), "wb")
+            self._writers[key] = pa.ipc.new_file(self._files[key], ENCODED_SCHEMA)
+        return self
+
+    def write(self, key, table: pa.Table) -> None:
+        self._writers[key].write_table(table.select(ENCODED_SCHEMA.names).cast(ENCODED_SCHEMA))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for key in self.paths:
+            self._writers[key].close()
+            self._files[key].close()
+        for path in self.paths.values():
+            partial = path.with_name(path.name + ".partial")
+            if exc_type is None:
+                os.replace(partial, path)
+            else:
+                partial.unlink(missing_ok=True)
+
+
+def read_encoded(path: Path, batch_rows: int) -> Iterator[pa.Table]:
+    """The rows an encode job wrote, in order, as tables of the output schema (at most
+    `batch_rows` rows each), memory-mapped: nothing is decoded."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        if reader.schema != ENCODED_SCHEMA:
+            raise SourceError(f"{path}: not an encoded SYNTH shard of this version (schema {reader.schema}); "
+                              "rerun its encode job")
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            for start in range(0, batch.num_rows, batch_rows):
+                yield with_token_columns(batch.slice(start, batch_rows))
+
+
+def with_token_columns(batch: pa.RecordBatch) -> pa.Table:
+    """The full output row (SCHEMA) of an encoded batch: labels and attention_mask rebuilt."""
+    ids = batch.column("input_ids")
+    offsets = ids.offsets.to_numpy().astype(np.int64)
+    values = ids.values.to_numpy()
+    offsets, values = offsets - offsets[0], values[offsets[0]:offsets[-1]]
+    starts = pc.struct_field(batch.column("spans"), "assistant_token_start").to_numpy().astype(np.int64)
+    tokens = token_columns(values, offsets, starts)
+    columns = [tokens[name] if name in tokens else batch.column(name) for name in SCHEMA.names]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 # --- finalize --------------------------------------------------------------------------------
 
 def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], encoded_dir: Path,
              scan_summaries: Sequence[dict], shard_stats: Sequence[DatasetStats], plan: dict,
-             params: SynthParams, tokenizer, input_paths: Sequence[Path]) -> dict:
-    """Concatenate the encoded shards, in shard-list order, into the published dataset."""
+             params: SynthParams, tokenizer, input_paths: Sequence[Path], threads: int = 1) -> dict:
+    """Write the encoded shards, in shard-list order, as the published part files."""
     stats = DatasetStats()
     for shard_stat in shard_stats:
         stats.merge(shard_stat)
     inputs = [{"path": str(p), "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
     with assembled_aside(dataset_dir) as scratch:
-        writers = SplitWriters(scratch, SCHEMA, params.rows_per_file)
+        writers = SplitWriters(scratch, SCHEMA, params.rows_per_file, threads=threads)
         seen_ids: set[str] = set()  # ids are unique within a dataset; shards are encoded apart
         for name in shard_names:
             for split in SPLITS:
-                handle = pq.ParquetFile(encoded_path(encoded_dir, name, split))
-                for batch in handle.iter_batches(batch_size=params.rows_per_file):
-                    check_unique(batch.column("id").to_pylist(), seen_ids, name)
-                    writers.write(split, pa.Table.from_batches([batch]))
+                for table in read_encoded(encoded_path(encoded_dir, name, split), params.rows_per_file):
+                    check_unique(table.column("id").to_pylist(), seen_ids, name)
+                    writers.write(split, table)
         files = writers.close()
         manifest = build_manifest(
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
