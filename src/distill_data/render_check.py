@@ -115,11 +115,14 @@ def cached_frames(tokenizer, effort: str) -> dict | None:
 
 def store_frames(tokenizer, effort: str, frames: dict) -> Path | None:
     """Record a passed self-check in the first folder that can be written; None if none can."""
+    folders = candidate_dirs(tokenizer)
+    if not folders:
+        return None
     key = check_key(tokenizer, effort)
     record = {"key": key, "frames": {name: [int(t) for t in frames[name]] for name in FRAME_NAMES},
               "meaning": "openai-harmony's render was compared with distill_data's fast renderer "
                          "under this key and they agreed; these are the frames it validated"}
-    for folder in candidate_dirs(tokenizer):
+    for folder in folders:
         tmp = None
         try:
             folder.mkdir(parents=True, exist_ok=True)

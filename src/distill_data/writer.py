@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,6 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .tokenizer import sha256_file
 
 COMPRESSION = "zstd"
 
@@ -32,11 +32,18 @@ def parquet_options(schema: pa.Schema) -> dict:
     return {"compression": COMPRESSION, "use_dictionary": dictionary, "write_statistics": False}
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """One row group per file; deterministic bytes for the same table and pyarrow version."""
+def write_parquet(table: pa.Table, path: Path) -> dict:
+    """One row group per file; deterministic bytes for the same table and pyarrow version.
+    The file is encoded in memory and hashed there, then written: returns its `bytes` and
+    `sha256` (no second read of the file)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=max(1, table.num_rows), **parquet_options(table.schema))
+    data = sink.getvalue()
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp, row_group_size=max(1, table.num_rows), **parquet_options(table.schema))
+    with open(tmp, "wb") as handle:
+        handle.write(data)
     os.replace(tmp, path)
+    return {"bytes": data.size, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class PartWriter:
@@ -97,8 +104,8 @@ class PartWriter:
             self.files.append(self._writing.popleft().result())
 
     def _write_file(self, table: pa.Table, path: Path) -> dict:
-        write_parquet(table.combine_chunks().cast(self.schema), path)
-        return {"path": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        written = write_parquet(table.combine_chunks().cast(self.schema), path)
+        return {"path": path.name, "rows": table.num_rows, **written}
 
 
 def write_json(path: Path, data) -> None:
