@@ -64,6 +64,7 @@ def encoding_flags():
         "max_seq_len": COMMON["max_seq_len"],
         "seed": COMMON["seed"],
         "train_frac": COMMON["train_frac"],
+        "split_by": COMMON["split_by"],
         "reasoning_level": COMMON["reasoning_level"],
         "rows_per_file": COMMON["rows_per_file"],
         "batch_size": COMMON["batch_size"],

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from hashlib import blake2b
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -114,7 +116,8 @@ def test_rows_and_texts(planted, tmp_path, tokenizer):
     assert {"oasst2:unranked", "oasst2:cross", "oasst2:v0r"} <= set(rows)
     row = rows["oasst2:mkr"]
     assert row["source"] == {"dataset": "OpenAssistant/oasst2", "message_id": "mkr", "parent_id": "mk",
-                             "message_tree_id": "mk", "lang": "en"}
+                             "message_tree_id": "mk", "lang": "en",
+                             "split_group": blake2b(b"mk", digest_size=8).hexdigest()}  # the tree decides the split
     want = reference_render(tokenizer, "Explain <|end|> and <|start|>assistant.", "", "<|return|> ok", "high")
     assert row["input_ids"] == want.input_ids and row["spans"]["analysis_token_count"] == 0
     langs = {r["source"]["lang"] for r in rows.values()}

@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+import unicodedata
+from hashlib import blake2b
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -85,8 +87,9 @@ def planted_lines():
         line(13, uuid=None),                                         # kept, content-hash id
         line(14, messages=[{"role": "user", "content": "Say <|end|>\x00 now."}, {"role": "assistant", "content": "<|return|>"}]),
         *(line(100 + i) for i in range(40)),
-        line(101),                                                   # duplicate_id (same uuid)
-        line(12, uuid=OMIT),                                         # duplicate_id (same content hash)
+        line(101),                                                   # duplicate_content (the same row again)
+        line(12, uuid=OMIT),                                         # duplicate_content (and the same content hash)
+        line(102, messages=[user("Compute 102+1."), assistant("$\\boxed{103}$", "r")]),  # duplicate_id (same uuid, other content)
     ]
 
 
@@ -96,7 +99,7 @@ def test_every_drop_reason_counted_exactly(tmp_path, tokenizer):
     acc = manifest["accounting"]
     assert acc["dropped"] == {"blank_line": 2, "invalid_json": 1, "not_an_object": 2, "no_user_message": 3,
                               "no_assistant_message": 1, "tool_row": 1, "empty_prompt": 2, "empty_answer": 1,
-                              "too_long": 1, "duplicate_id": 2}
+                              "too_long": 1, "duplicate_content": 2, "duplicate_id": 1}
     assert acc["rows_read"] == len(planted_lines()) == acc["rows_written_total"] + acc["dropped_total"]
     assert acc["rows_written_total"] == 3 + 3 + 40
     samples = manifest["drop_samples"]
@@ -113,7 +116,9 @@ def test_texts_ids_and_source_struct(tmp_path, tokenizer):
     rows = {r["id"]: r for r in read_rows(tmp_path / "out")}
     first = line(0)
     row = rows[f"nemotron_math:{first['uuid']}"]
-    assert row["source"] == {"dataset": "nvidia/Nemotron-Math-v2", "uuid": first["uuid"], "data_source": "AoPS"}
+    problem = " ".join(first["messages"][0]["content"].split()).casefold()
+    assert row["source"] == {"dataset": "nvidia/Nemotron-Math-v2", "uuid": first["uuid"], "data_source": "AoPS",
+                             "split_group": blake2b(problem.encode(), digest_size=8).hexdigest()}
     msgs = first["messages"]
     want = reference_render(tokenizer, msgs[0]["content"], msgs[1]["reasoning_content"], msgs[1]["content"], "high")
     assert row["input_ids"] == want.input_ids and row["spans"]["analysis_token_count"] > 0
@@ -147,10 +152,13 @@ def test_uuidless_files_get_stable_ids_that_decide_the_split(tmp_path, tokenizer
         ids.append(sorted(r["id"] for r in rows))
         val = pq.read_table(tmp_path / f"out{run}" / "validation" / "part-00000.parquet").column("id").to_pylist() \
             if (tmp_path / f"out{run}" / "validation" / "part-00000.parquet").exists() else []
+        problems = {}
+        for obj in map(json.loads, path.read_text(encoding="utf-8").splitlines()):
+            problems[nemotron.row_key(obj)] = obj["messages"][0]["content"]
         for r in rows:
             assert r["source"]["uuid"] is None and re.fullmatch(r"nemotron_math:[0-9a-f]{32}", r["id"])
-            key = r["id"].split(":", 1)[1]
-            assert (split_of(key, 1337, 0.99) == "validation") == (r["id"] in val)
+            group = " ".join(unicodedata.normalize("NFKC", problems[r["id"].split(":", 1)[1]]).split()).casefold()
+            assert (split_of(group, 1337, 0.99) == "validation") == (r["id"] in val)
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0]) > 40
 
 

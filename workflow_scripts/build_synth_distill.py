@@ -55,7 +55,7 @@ def params_of(args) -> synth.SynthParams:
         reasoning_effort=args.reasoning_level, english_frac=args.english_frac,
         memorization_cap=args.memorization_cap, global_keep=args.global_keep,
         include_seed_text=args.include_seed_text, append_rag_sources=args.append_rag_sources,
-        rows_per_file=args.rows_per_file,
+        rows_per_file=args.rows_per_file, split_by=args.split_by,
     )
 
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
 from .dataset import SplitWriters, build_manifest, write_build_info
-from .encode import EncodedExample, Example, ExampleEncoder, record, rows_to_table
+from .encode import DROP_DUPLICATE_CONTENT, EncodedExample, Example, ExampleEncoder, record, rows_to_table
 from .io import SourceError
 from .schema import SPLITS
 from .stats import DatasetStats
@@ -40,6 +40,8 @@ DROP_SAMPLES_PER_REASON = 5
 # Ids are unique within a dataset (CONTRACT.md): a later row with the id of a row already
 # written (a repeated source id, or identical content hashed to the same id) is dropped.
 DROP_DUPLICATE_ID = "duplicate_id"
+# Reasons the driver itself gives, whatever the source.
+DRIVER_DROP_REASONS = (DROP_DUPLICATE_CONTENT, DROP_DUPLICATE_ID)
 OUTPUT_ROOT = "/data/distillation_1"
 
 
@@ -89,6 +91,7 @@ class BudgetParams:
     train_frac: float = 0.99
     reasoning_effort: str = "high"
     rows_per_file: int = 2000
+    split_by: str = "group"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,9 +179,12 @@ class _Run:
     rows_read: list = field(default_factory=list)
     samples: dict = field(default_factory=dict)
     written_ids: set = field(default_factory=set)
+    seen_content: set = field(default_factory=set)
 
     def consume(self, batch: Batch) -> bool:
         """Take the batch's candidates in order; True once the budget is reached."""
+        items = [self._unless_duplicate(c) for c in batch.items]
+        batch = Batch(batch.file, batch.positions, items, batch.ends, batch.error_after)
         examples = [c for c in batch.items if isinstance(c, Example)]
         encoded = iter(self.encoder.encode(examples) if examples else ())
         kept: dict[str, list[EncodedExample]] = {split: [] for split in SPLITS}
@@ -206,9 +212,20 @@ class _Run:
             raise batch.error_after
         return self.stop is not None
 
+    def _unless_duplicate(self, item: Candidate) -> Candidate:
+        """An example whose content was seen earlier in read order is `duplicate_content`
+        (decided before encoding: an identical row would encode identically). Rows after the
+        budget's crossing row are never read, so marking them seen changes nothing."""
+        if not isinstance(item, Example) or item.content is None:
+            return item
+        if item.content in self.seen_content:
+            return Drop(DROP_DUPLICATE_CONTENT, item.id)
+        self.seen_content.add(item.content)
+        return item
+
     def _drop(self, item: str | Drop, batch: Batch, i: int) -> None:
         reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
-        if reason not in self.source.drop_reasons and reason != DROP_DUPLICATE_ID:
+        if reason not in self.source.drop_reasons and reason not in DRIVER_DROP_REASONS:
             raise RuntimeError(f"{self.source.builder}: drop reason {reason!r} is not one of "
                                f"{list(self.source.drop_reasons)} (a bug in the builder)")
         self.stats.accounting.drop(reason)
@@ -259,7 +276,7 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
                 "budget": run.budget_report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
                 "rows_read_meaning": source.rows_meaning,
-                "drop_reasons": [*source.drop_reasons, DROP_DUPLICATE_ID],
+                "drop_reasons": [*source.drop_reasons, *DRIVER_DROP_REASONS],
                 "drop_samples": {k: run.samples[k] for k in sorted(run.samples)},
                 **source.manifest_extra(),
             },
@@ -272,8 +289,8 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
 
 def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:
     """The manifest reports `params`; make sure they are what the encoder really uses."""
-    used = (encoder.max_seq_len, encoder.seed, encoder.train_frac, encoder.renderer.effort)
-    wanted = (params.max_seq_len, params.seed, params.train_frac, params.reasoning_effort)
+    used = (encoder.max_seq_len, encoder.seed, encoder.train_frac, encoder.renderer.effort, encoder.split_by)
+    wanted = (params.max_seq_len, params.seed, params.train_frac, params.reasoning_effort, params.split_by)
     if used != wanted:
         raise ValueError(f"encoder settings {used} differ from the build parameters {wanted}")
 
@@ -324,7 +341,7 @@ def common_params(args: argparse.Namespace) -> dict:
         raise ValueError(f"--target-total-tokens must be at least 1, got {args.target_total_tokens}")
     return {"target_total_tokens": args.target_total_tokens, "max_seq_len": args.max_seq_len,
             "seed": args.seed, "train_frac": args.train_frac, "reasoning_effort": args.reasoning_level,
-            "rows_per_file": args.rows_per_file}
+            "rows_per_file": args.rows_per_file, "split_by": args.split_by}
 
 
 def run_script(args: argparse.Namespace, make_source: Callable[[], BudgetSource], params: BudgetParams) -> dict:

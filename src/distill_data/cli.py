@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable
 
-from .encode import ExampleEncoder
+from .encode import SPLIT_BY, ExampleEncoder
 from .io import SourceError
 from .render import REASONING_EFFORTS, HarmonyRenderer
 from .tokenizer import TokenizerError, load_tokenizer
@@ -23,6 +23,9 @@ def add_encoding_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train-frac", type=float, default=0.99, help="share of rows in train")
     group.add_argument("--reasoning-level", choices=REASONING_EFFORTS, default="high",
                        help="reasoning effort written into the system message")
+    group.add_argument("--split-by", choices=SPLIT_BY, default="group",
+                       help="decide train/validation by the example's group (one problem on one side) "
+                            "or by its own id (the original rule)")
     group.add_argument("--rows-per-file", type=int, default=2000, help="rows per output parquet file")
     group.add_argument("--batch-size", type=int, default=4096, help="rows read and encoded at a time")
     group.add_argument("--threads", type=int, default=1, help="tokenizer threads (output does not depend on it)")
@@ -33,7 +36,7 @@ def add_encoding_args(parser: argparse.ArgumentParser) -> None:
 def make_encoder(args: argparse.Namespace) -> ExampleEncoder:
     tokenizer = load_tokenizer(args.tokenizer_dir)
     renderer = HarmonyRenderer(tokenizer, args.reasoning_level, args.threads)
-    return ExampleEncoder(renderer, args.max_seq_len, args.seed, args.train_frac)
+    return ExampleEncoder(renderer, args.max_seq_len, args.seed, args.train_frac, args.split_by)
 
 
 def run(main: Callable[[], None]) -> None:

@@ -8,13 +8,17 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .hashing import split_of
+from .hashing import split_group_id, split_of
 from .render import HarmonyRenderer, Rendered, RenderedColumns
 from .schema import SPANS_TYPE
 from .stats import DatasetStats
 
 DROP_ENCODING_ERROR = "encoding_error"
 DROP_TOO_LONG = "too_long"
+DROP_DUPLICATE_CONTENT = "duplicate_content"
+# How the train/validation split is decided (CONTRACT.md): by the example's group (one problem
+# on one side), or by its own id as the original builds did.
+SPLIT_BY = ("group", "id")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,13 @@ class Example:
     prompt: str
     reasoning: str
     final: str
+    # The value the split is decided on under `split_by: group`: the normalized prompt
+    # (``text.normalize_text``) or, for chat, the thread's tree id. Empty = the key.
+    group: str = ""
+    # ``hashing.content_digest`` of the normalized prompt and answer, for `duplicate_content`.
+    content: bytes | None = None
+    # Earlier turns of a chat thread, before `prompt`: (user, assistant final) pairs.
+    history: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class EncodedExample:
     columns: RenderedColumns
     index: int
     split: str
+    split_group: str  # ``hashing.split_group_id`` of the value the split was decided on
 
     @property
     def rendered(self) -> Rendered:
@@ -66,11 +78,19 @@ class EncodedExample:
 class ExampleEncoder:
     """Renders batches of examples; returns, in input order, an EncodedExample or a drop reason."""
 
-    def __init__(self, renderer: HarmonyRenderer, max_seq_len: int, seed: int, train_frac: float):
+    def __init__(self, renderer: HarmonyRenderer, max_seq_len: int, seed: int, train_frac: float,
+                 split_by: str = "group"):
+        if split_by not in SPLIT_BY:
+            raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
         self.renderer = renderer
         self.max_seq_len = int(max_seq_len)
         self.seed = int(seed)
         self.train_frac = float(train_frac)
+        self.split_by = split_by
+
+    def split_value(self, example: Example) -> str:
+        """The value `u(value, seed, "split")` is computed on for this example."""
+        return example.group or example.key if self.split_by == "group" else example.key
 
     def encode(self, examples: Sequence[Example]) -> list[EncodedExample | str]:
         columns = self.renderer.render_columns(
@@ -84,7 +104,9 @@ class ExampleEncoder:
             elif too_long[i]:
                 results.append(DROP_TOO_LONG)
             else:
-                results.append(EncodedExample(example, columns, i, split_of(example.key, self.seed, self.train_frac)))
+                value = self.split_value(example)
+                results.append(EncodedExample(example, columns, i, split_of(value, self.seed, self.train_frac),
+                                              split_group_id(value)))
         return results
 
 
@@ -149,7 +171,7 @@ def rows_to_table(rows: Iterable[EncodedExample], schema: pa.Schema) -> pa.Table
     source_type = schema.field("source").type
     columns = {
         "id": pa.array([r.example.id for r in rows], pa.string()),
-        "source": pa.array([r.example.source for r in rows], source_type),
+        "source": pa.array([dict(r.example.source, split_group=r.split_group) for r in rows], source_type),
         **token_columns(ids, offsets, starts),
         "spans": pa.StructArray.from_arrays(
             [pa.array(starts, pa.int32()), pa.array(analysis, pa.int32()), pa.array(final, pa.int32())],

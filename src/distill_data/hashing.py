@@ -17,6 +17,18 @@ def unit_hash(value: str, seed: int, salt: str) -> float:
     return int.from_bytes(digest, "big") / _SCALE
 
 
+def split_group_id(group: str) -> str:
+    """The `split_group` a row records: a short digest of the value its split was decided on,
+    so that anyone can check that no group sits in both splits without the raw text."""
+    return blake2b(group.encode(), digest_size=8).hexdigest()
+
+
+def content_digest(prompt: str, answer: str) -> bytes:
+    """Identity of an example's content for `duplicate_content`: the normalized prompt and
+    answer (``text.normalize_text``), 16 bytes so that millions of rows fit in memory."""
+    return blake2b(f"{prompt}\x00{answer}".encode(), digest_size=16).digest()
+
+
 def is_validation(value: str, seed: int, train_frac: float) -> bool:
     return unit_hash(value, seed, "split") < 1.0 - train_frac
 

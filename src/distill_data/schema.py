@@ -22,8 +22,10 @@ CANONICAL_SOURCE_TYPE = pa.struct([
 
 
 def source_type(fields: list[str]) -> pa.StructType:
-    """A builder's `source` struct: `dataset` plus that source's string fields."""
-    return pa.struct([("dataset", pa.string())] + [(name, pa.string()) for name in fields])
+    """A builder's `source` struct: `dataset`, that source's string fields, and `split_group`
+    (the digest of the value the row's split was decided on; see ``hashing.split_group_id``)."""
+    return pa.struct([("dataset", pa.string())] + [(name, pa.string()) for name in fields]
+                     + [("split_group", pa.string())])
 
 
 def example_schema(source: pa.DataType) -> pa.Schema:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+
 
 def clean_text(text: str | None) -> str:
     """Drop NUL characters and surrounding whitespace; None (or a non-string) is empty."""
@@ -10,3 +15,10 @@ def clean_text(text: str | None) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "")
     return text.strip()
+
+
+def normalize_text(text: str | None) -> str:
+    """The form two texts are compared in for the split group and for duplicates (CONTRACT.md):
+    Unicode NFKC, whitespace runs collapsed to one space, stripped, case-folded."""
+    text = unicodedata.normalize("NFKC", clean_text(text))
+    return _WHITESPACE.sub(" ", text).strip().casefold()

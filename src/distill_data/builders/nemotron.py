@@ -20,7 +20,8 @@ from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..io import SourceError
 from ..schema import example_schema, source_type
-from ..text import clean_text
+from ..hashing import content_digest
+from ..text import clean_text, normalize_text
 
 DATASET_HF = "nvidia/Nemotron-Math-v2"
 ID_PREFIX = "nemotron_math"
@@ -125,6 +126,8 @@ def candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
         prompt=prompt,
         reasoning=clean_text(last.get("reasoning_content")),
         final=final,
+        group=normalize_text(prompt),
+        content=content_digest(normalize_text(prompt), normalize_text(final)),
     )
 
 

@@ -25,10 +25,10 @@ import pyarrow as pa
 
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
-from ..hashing import unit_hash
+from ..hashing import content_digest, unit_hash
 from ..io import SourceError, iter_parquet_columns, open_parquet
 from ..schema import example_schema, source_type
-from ..text import clean_text
+from ..text import clean_text, normalize_text
 
 DATASET_HF = "OpenAssistant/oasst2"
 ID_PREFIX = "oasst2"
@@ -202,6 +202,8 @@ class Oasst2Source(budget.CountedSource):
             prompt=self.prompter_texts[parent],
             reasoning="",
             final=clean_text(row["text"]),
+            group=clean_text(row["message_tree_id"]),  # one thread on one side of the split
+            content=content_digest(normalize_text(self.prompter_texts[parent]), normalize_text(row["text"])),
         )
 
     def describe_inputs(self, rows_read, stop):

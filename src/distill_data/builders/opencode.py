@@ -22,7 +22,8 @@ from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..io import SourceError, iter_parquet_columns, open_parquet
 from ..schema import example_schema, source_type
-from ..text import clean_text
+from ..hashing import content_digest
+from ..text import clean_text, normalize_text
 from ..writer import write_text
 
 DATASET_HF = "nvidia/OpenCodeInstruct"
@@ -102,6 +103,8 @@ def candidate(row: dict) -> Example | str:
         prompt=prompt,
         reasoning="",
         final=answer,
+        group=normalize_text(prompt),
+        content=content_digest(normalize_text(prompt), normalize_text(answer)),
     )
 
 

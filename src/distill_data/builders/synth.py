@@ -26,7 +26,7 @@ from ..dataset import SplitWriters, build_manifest
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table, token_columns
 from ..hashing import unit_hash
 from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
-from ..text import clean_text
+from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
 from ..writer import assembled_aside, write_json, write_parquet
@@ -72,6 +72,7 @@ class SynthParams:
     include_seed_text: bool = True
     append_rag_sources: bool = False
     rows_per_file: int = 2000
+    split_by: str = "group"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -295,6 +296,7 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
                                         params.append_rag_sources),
                     reasoning=clean_text(cols["synthetic_reasoning"][j]),
                     final=clean_text(cols["synthetic_answer"][j]),
+                    group=normalize_text(cols["query"][j]),
                 ))
             written = {split: [] for split in SPLITS}
             for result in encoder.encode(examples) if examples else ():

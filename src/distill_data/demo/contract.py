@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..dataset import SplitWriters
-from ..hashing import split_of
+from ..hashing import split_group_id, split_of
 from ..schema import SPANS_TYPE, example_schema, source_type
 from ..writer import write_json
 
@@ -38,7 +38,8 @@ def contract_table(*, id_prefix: str, dataset_hf: str, keys: Sequence[str], sour
     offsets_arr = pa.array(offsets, pa.int32())
     stype = source_type(list(source_fields))
     source = pa.StructArray.from_arrays(
-        [pa.array([dataset_hf] * n, pa.string())] + [pa.array(list(v), pa.string()) for v in source_fields.values()],
+        [pa.array([dataset_hf] * n, pa.string())] + [pa.array(list(v), pa.string()) for v in source_fields.values()]
+        + [pa.array([split_group_id(k) for k in keys], pa.string())],  # split by the key (split_by: id)
         fields=list(stype))
     spans = pa.StructArray.from_arrays(
         [pa.array(prompt, pa.int32()), pa.array(analysis, pa.int32()), pa.array(final, pa.int32())],
