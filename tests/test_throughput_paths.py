@@ -168,3 +168,16 @@ def test_part_files_do_not_depend_on_writer_threads(tmp_path):
     for entry in listings[0]["train"]:
         assert (tmp_path / "t1" / entry["path"]).read_bytes() == (tmp_path / "t3" / entry["path"]).read_bytes()
     assert os.path.getsize(tmp_path / "t1" / listings[0]["train"][0]["path"]) == listings[0]["train"][0]["bytes"]
+
+
+def test_fast_whitespace_collapse_equals_the_regex_for_every_code_point():
+    import re
+    import sys
+
+    from distill_data.text import normalize_text
+
+    whitespace = re.compile(r"\s+")
+    for code in range(sys.maxunicode + 1):
+        text = f" a{chr(code)}{chr(code)}b\t\n"
+        assert " ".join(text.split()) == whitespace.sub(" ", text).strip(), hex(code)
+    assert normalize_text("  Ｈｅｌｌｏ\u00a0\u2003 World\n\x00 ") == "hello world"

@@ -53,6 +53,7 @@ class Row:
     rows_written: int | None = None
     tokens: int | None = None
     wall: float | None = None
+    cpu: float | None = None
     peak_mb: float | None = None
     raw_s: float | None = None
     harmony_tps: float | None = None
@@ -61,16 +62,32 @@ class Row:
 
 # --- running one stage ------------------------------------------------------------------------
 
-def run_stage(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one child process, from its own rusage."""
+# Runs a command and reports its rusage. A child's peak RSS on Linux starts from its parent's RSS
+# at fork (kept across exec), so stages are started from this small launcher, never directly
+# from the benchmark process, which holds the texts it measured.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+"""
+
+
+def run_stage(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB, CPU seconds) of one command, each in its own process."""
+    report = log.with_suffix(".rusage")
     started = time.perf_counter()
     with open(log, "w") as err:
-        child = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(child.pid, 0)
+        subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(report), *map(str, cmd)], stdout=err, stderr=err,
+                       env={**os.environ, **(env or {})}, check=False)
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status):
+    status, maxrss_kb, cpu = report.read_text().split()
+    if int(status):
         raise SystemExit(f"{' '.join(map(str, cmd))} failed; see {log}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, int(maxrss_kb) / 1024, float(cpu)
 
 
 def script(name: str) -> str:
@@ -188,18 +205,17 @@ def dataset_files(folder: Path) -> list[Path]:
 
 # --- the stages -------------------------------------------------------------------------------
 
-START_CODE = ("import sys, time; t = time.perf_counter(); from distill_data.cli import make_encoder; "
-              "import argparse; make_encoder(argparse.Namespace(tokenizer_dir=None, reasoning_level='high', "
-              "threads=1, max_seq_len=8192, seed=1337, train_frac=0.99))")
+START_CODE = ("import argparse; from distill_data.cli import add_encoding_args, make_encoder; "
+              "p = argparse.ArgumentParser(); add_encoding_args(p); make_encoder(p.parse_args([]))")
 
 
 def job_start(rows: list[Row], logs: Path) -> None:
     env_off = {"DISTILL_RENDER_CHECK_DIR": "off"}
-    wall, peak = run_stage([sys.executable, "-c", START_CODE], logs / "start_cold.log", env_off)
-    rows.append(Row("job start, self-check run", wall=wall, peak_mb=peak))
+    wall, peak, cpu = run_stage([sys.executable, "-c", START_CODE], logs / "start_cold.log", env_off)
+    rows.append(Row("job start, self-check run", wall=wall, cpu=cpu, peak_mb=peak))
     run_stage([sys.executable, "-c", START_CODE], logs / "start_record.log")  # make sure it is recorded
-    wall, peak = run_stage([sys.executable, "-c", START_CODE], logs / "start.log")
-    rows.append(Row("job start, self-check recorded", wall=wall, peak_mb=peak))
+    wall, peak, cpu = run_stage([sys.executable, "-c", START_CODE], logs / "start.log")
+    rows.append(Row("job start, self-check recorded", wall=wall, cpu=cpu, peak_mb=peak))
 
 
 def synth_stages(rows: list[Row], tokenizer, raw: Path, work: Path, logs: Path, threads: int, sampling: str,
@@ -209,38 +225,38 @@ def synth_stages(rows: list[Row], tokenizer, raw: Path, work: Path, logs: Path, 
     shards = [raw / "pleias_synth" / name for name in SYNTH_SHARDS]
     stem = [Path(n).stem for n in SYNTH_SHARDS]
     for s, shard in zip(stem, shards):
-        wall, peak = run_stage([*run, "--stage", "scan", "--shard", str(shard), "--scan-mask", str(work / f"{s}.mask.parquet"),
+        wall, peak, cpu = run_stage([*run, "--stage", "scan", "--shard", str(shard), "--scan-mask", str(work / f"{s}.mask.parquet"),
                                 "--scan-summary", str(work / f"{s}.scan.json"), "--batch-size", str(batch_size)], logs / f"scan_{s}.log")
         summary = json.loads((work / f"{s}.scan.json").read_text())
-        rows.append(Row(f"synth scan {s}", rows_read=summary["rows"], wall=wall, peak_mb=peak))
+        rows.append(Row(f"synth scan {s}", rows_read=summary["rows"], wall=wall, cpu=cpu, peak_mb=peak))
     summaries = [str(work / f"{s}.scan.json") for s in stem]
-    wall, peak = run_stage([*run, "--stage", "plan", "--scan-summary", *summaries, "--plan", str(work / "plan.json"), *flags],
+    wall, peak, cpu = run_stage([*run, "--stage", "plan", "--scan-summary", *summaries, "--plan", str(work / "plan.json"), *flags],
                            logs / "plan.log")
-    rows.append(Row("synth plan", wall=wall, peak_mb=peak))
+    rows.append(Row("synth plan", wall=wall, cpu=cpu, peak_mb=peak))
     for s, shard in zip(stem, shards):
-        wall, peak = run_stage([*run, "--stage", "encode", "--shard", str(shard), "--scan-mask", str(work / f"{s}.mask.parquet"),
+        wall, peak, cpu = run_stage([*run, "--stage", "encode", "--shard", str(shard), "--scan-mask", str(work / f"{s}.mask.parquet"),
                                 "--plan", str(work / "plan.json"), "--encoded-dir", str(work / "encoded"),
                                 "--shard-stats", str(work / f"{s}.stats.json"), "--threads", str(threads),
                                 "--batch-size", str(batch_size), *flags], logs / f"encode_{s}.log")
         stats = json.loads((work / f"{s}.stats.json").read_text())
         row = Row(f"synth encode {s} ({threads} thr)", rows_read=stats["accounting"]["rows_read"],
-                  rows_written=stats["accounting"]["rows_written_total"], tokens=stats["total_tokens"], wall=wall, peak_mb=peak)
+                  rows_written=stats["accounting"]["rows_written_total"], tokens=stats["total_tokens"], wall=wall, cpu=cpu, peak_mb=peak)
         measure_texts(row, tokenizer, sorted((work / "encoded").glob(f"{s}.*.arrow")))
         rows.append(row)
     out = work / "synth"
-    wall, peak = run_stage([*run, "--stage", "finalize", "--output-dir", str(out), "--shard", *map(str, shards),
+    wall, peak, cpu = run_stage([*run, "--stage", "finalize", "--output-dir", str(out), "--shard", *map(str, shards),
                             "--scan-summary", *summaries, "--shard-stats", *(str(work / f"{s}.stats.json") for s in stem),
                             "--plan", str(work / "plan.json"), "--encoded-dir", str(work / "encoded"),
                             "--threads", str(threads), *flags], logs / "finalize.log")
     manifest = json.loads((out / "manifest.json").read_text())
     rows.append(Row("synth finalize", rows_written=manifest["accounting"]["rows_written_total"],
-                    tokens=manifest["total_tokens"], wall=wall, peak_mb=peak))
+                    tokens=manifest["total_tokens"], wall=wall, cpu=cpu, peak_mb=peak))
     return out
 
 
 def budgeted_stage(rows: list[Row], tokenizer, name: str, cmd: list[str], out: Path, logs: Path, threads: int,
                    batch_size: int) -> Path:
-    wall, peak = run_stage([sys.executable, *cmd, "--output-dir", str(out), "--target-total-tokens", UNLIMITED,
+    wall, peak, cpu = run_stage([sys.executable, *cmd, "--output-dir", str(out), "--target-total-tokens", UNLIMITED,
                             "--threads", str(threads), "--batch-size", str(batch_size)], logs / f"{name}.log")
     manifest = json.loads((out / "manifest.json").read_text())
     row = Row(f"{name} build ({threads} thr)", rows_read=manifest["accounting"]["rows_read"],
@@ -253,13 +269,13 @@ def budgeted_stage(rows: list[Row], tokenizer, name: str, cmd: list[str], out: P
 
 def merge_stage(rows: list[Row], label: str, inputs: dict[str, Path], out: Path, logs: Path, threads: int) -> None:
     os.sync()  # the inputs' writeback would otherwise slow the merge's own I/O
-    wall, peak = run_stage([sys.executable, script("merge_distill_datasets.py"),
+    wall, peak, cpu = run_stage([sys.executable, script("merge_distill_datasets.py"),
                             *(f"--input={k}={v}" for k, v in inputs.items()), "--output-dir", str(out),
                             "--threads", str(threads)], logs / f"{out.name}.log")
     manifest = json.loads((out / "manifest.json").read_text())
     rows.append(Row(label, rows_read=manifest["accounting"]["rows_read"],
                     rows_written=manifest["accounting"]["rows_written_total"], tokens=manifest["total_tokens"],
-                    wall=wall, peak_mb=peak))
+                    wall=wall, cpu=cpu, peak_mb=peak))
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -275,14 +291,15 @@ def fmt_rows(row: Row) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ["stage", "rows", "tokens", "wall s", "tokens/s", "% raw encode_ordinary", "harmony tok/s", "peak RSS"]
+    head = ["stage", "rows", "tokens", "wall s", "CPU s", "tokens/s", "% raw encode_ordinary", "harmony tok/s",
+            "peak RSS"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         tps = f"{r.tokens / r.wall / 1e6:.2f}M" if r.tokens and r.wall else ""
         raw = f"{100 * r.raw_s / r.wall:.0f}%" if r.raw_s is not None else ""
         harmony = f"{r.harmony_tps / 1e6:.2f}M" if r.harmony_tps else ""
         cells = [r.stage, fmt_rows(r), f"{r.tokens / 1e6:.1f}M" if r.tokens else "", f"{r.wall:.2f}",
-                 tps, raw, harmony, f"{r.peak_mb:,.0f} MB"]
+                 f"{r.cpu:.2f}" if r.cpu is not None else "", tps, raw, harmony, f"{r.peak_mb:,.0f} MB"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -257,7 +257,9 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
     check_encoder(encoder, params)
     started = time.time()
     with assembled_aside(Path(dataset_dir)) as scratch:
-        run = _Run(source, encoder, SplitWriters(scratch, source.schema, params.rows_per_file),
+        # part files are compressed on the tokenizer's threads while the next batch is read
+        writers = SplitWriters(scratch, source.schema, params.rows_per_file, threads=encoder.renderer.num_threads)
+        run = _Run(source, encoder, writers,
                    params.target_total_tokens, rows_read=[0] * len(source.files))
         batches = source.batches(batch_size)
         try:
