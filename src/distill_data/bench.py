@@ -11,8 +11,9 @@ the four datasets and, separately, a 60M-token mix of contract-format inputs
 - rows: rows read → rows written; tokens: tokens written (len(input_ids), both splits);
 - wall s: the stage's process, start to exit (imports, vocabulary and all), tokens/s from it;
 - % raw: tiktoken `encode_ordinary` (one thread, one call per text) on the very texts the
-  stage wrote, timed in this process, as a share of the stage's wall time (raw s / stage s);
-  over 100% means the stage beats tokenizing its own texts;
+  stage wrote, timed in this process, as a share of the stage's time (raw s / stage s), by
+  wall clock and by CPU time (the CPU ratio is the stable one on a shared machine); over 100%
+  means the stage beats tokenizing its own texts;
 - harmony tok/s: openai-harmony's `render_conversation_for_training` on (a sample of) the same
   rows, tokens/s, one thread; each of those rows is also checked to equal what was written;
 - peak RSS of the stage's process.
@@ -56,6 +57,7 @@ class Row:
     cpu: float | None = None
     peak_mb: float | None = None
     raw_s: float | None = None
+    raw_cpu: float | None = None
     harmony_tps: float | None = None
     notes: list = field(default_factory=list)
 
@@ -154,15 +156,16 @@ def message_texts(tokenizer, tokens, offsets):
     return rows, ordinary
 
 
-def raw_encode_seconds(tokenizer, rows, expected_tokens: int) -> float:
+def raw_encode_seconds(tokenizer, rows, expected_tokens: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of encode_ordinary over the texts, one thread."""
     texts = [t for row in rows for t in row]
     encode = tokenizer.tiktoken.encode_ordinary
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     total = sum(len(encode(t)) for t in texts)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
     if total != expected_tokens:
         raise SystemExit(f"decode/encode round trip gave {total} tokens, the rows hold {expected_tokens}")
-    return seconds
+    return seconds, cpu
 
 
 def harmony_tokens_per_second(tokenizer, rows, tokens, offsets, effort: str = "high") -> float | None:
@@ -194,7 +197,7 @@ def harmony_tokens_per_second(tokenizer, rows, tokens, offsets, effort: str = "h
 def measure_texts(row: Row, tokenizer, paths: list[Path]) -> None:
     tokens, offsets = written_tokens(paths)
     texts, ordinary = message_texts(tokenizer, tokens, offsets)
-    row.raw_s = raw_encode_seconds(tokenizer, texts, ordinary)
+    row.raw_s, row.raw_cpu = raw_encode_seconds(tokenizer, texts, ordinary)
     row.harmony_tps = harmony_tokens_per_second(tokenizer, texts, tokens, offsets)
 
 
@@ -291,12 +294,12 @@ def fmt_rows(row: Row) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ["stage", "rows", "tokens", "wall s", "CPU s", "tokens/s", "% raw encode_ordinary", "harmony tok/s",
-            "peak RSS"]
+    head = ["stage", "rows", "tokens", "wall s", "CPU s", "tokens/s", "% raw encode_ordinary (wall / CPU)",
+            "harmony tok/s", "peak RSS"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         tps = f"{r.tokens / r.wall / 1e6:.2f}M" if r.tokens and r.wall else ""
-        raw = f"{100 * r.raw_s / r.wall:.0f}%" if r.raw_s is not None else ""
+        raw = f"{100 * r.raw_s / r.wall:.0f}% / {100 * r.raw_cpu / r.cpu:.0f}%" if r.raw_s is not None else ""
         harmony = f"{r.harmony_tps / 1e6:.2f}M" if r.harmony_tps else ""
         cells = [r.stage, fmt_rows(r), f"{r.tokens / 1e6:.1f}M" if r.tokens else "", f"{r.wall:.2f}",
                  f"{r.cpu:.2f}" if r.cpu is not None else "", tps, raw, harmony, f"{r.peak_mb:,.0f} MB"]

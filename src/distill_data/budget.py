@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
 from .dataset import SplitWriters, build_manifest, write_build_info
-from .encode import DROP_DUPLICATE_CONTENT, EncodedExample, Example, ExampleEncoder, record, rows_to_table
+from .encode import DROP_DUPLICATE_CONTENT, EncodedExample, Example, ExampleEncoder, record_many, rows_to_table
 from .io import SourceError
 from .schema import SPLITS
 from .stats import DatasetStats
@@ -199,7 +199,6 @@ class _Run:
                 self._drop(item, batch, i)
                 continue
             self.written_ids.add(item.example.id)
-            record(self.stats, item, self.source.category_fields)
             kept[item.split].append(item)
             self.total_tokens += item.total_tokens
             if self.total_tokens >= self.target:
@@ -207,6 +206,7 @@ class _Run:
                 break
         for split, rows in kept.items():
             if rows:
+                record_many(self.stats, rows, self.source.category_fields)
                 self.writers.write(split, rows_to_table(rows, self.source.schema))
         if self.stop is None and batch.error_after is not None:
             raise batch.error_after

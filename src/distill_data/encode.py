@@ -118,6 +118,20 @@ def record(stats: DatasetStats, row: EncodedExample, category_fields: Sequence[s
     )
 
 
+def record_many(stats: DatasetStats, rows: Sequence[EncodedExample], category_fields: Sequence[str]) -> None:
+    """`record` of many written rows at once (the statistics do not depend on the order)."""
+    for split in {r.split for r in rows}:
+        group = [r for r in rows if r.split == split]
+        n = len(group)
+        stats.add_written_many(
+            split,
+            np.fromiter((r.assistant_token_start for r in group), dtype=np.int64, count=n),
+            np.fromiter((r.analysis_token_count for r in group), dtype=np.int64, count=n),
+            np.fromiter((r.final_token_count for r in group), dtype=np.int64, count=n),
+            {name: [r.example.source.get(name) for r in group] for name in category_fields},
+        )
+
+
 def token_columns(ids: np.ndarray, offsets: np.ndarray, starts: np.ndarray) -> dict[str, pa.Array]:
     """`input_ids`, `labels` (-100 before each row's assistant_token_start) and
     `attention_mask` (ones) of rows given as flat int32 tokens and int64 offsets."""

@@ -73,6 +73,16 @@ class TokenStats:
         self.min = value if self.min is None or value < self.min else self.min
         self.max = value if self.max is None or value > self.max else self.max
 
+    def add_many(self, values) -> None:
+        """`add` of every value of an integer numpy array."""
+        if not len(values):
+            return
+        low, high = int(values.min()), int(values.max())
+        self.count += len(values)
+        self.sum += int(values.sum())
+        self.min = low if self.min is None or low < self.min else self.min
+        self.max = high if self.max is None or high > self.max else self.max
+
     def merge(self, other: "TokenStats") -> None:
         if not other.count:
             return
@@ -107,6 +117,20 @@ class DatasetStats:
         per_split["total"].add(prompt + analysis + final)
         for name, value in categories.items():
             self.distributions.setdefault(name, Counter())[value if value is not None else "null"] += 1
+
+    def add_written_many(self, split: str, prompt, analysis, final, categories: dict) -> None:
+        """`add_written` of many rows: token counts as int64 numpy arrays, and each category
+        field's values as a list."""
+        if not len(prompt):
+            return
+        self.accounting.written[split] += len(prompt)
+        per_split = self.tokens[split]
+        per_split["prompt"].add_many(prompt)
+        per_split["analysis"].add_many(analysis)
+        per_split["final"].add_many(final)
+        per_split["total"].add_many(prompt + analysis + final)
+        for name, values in categories.items():
+            self.distributions.setdefault(name, Counter()).update(v if v is not None else "null" for v in values)
 
     def merge(self, other: "DatasetStats") -> None:
         self.accounting.merge(other.accounting)

@@ -23,7 +23,7 @@ import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 
 from ..dataset import SplitWriters, build_manifest
-from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table, token_columns
+from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many, rows_to_table, token_columns
 from ..hashing import unit_hash
 from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
 from ..text import clean_text, normalize_text
@@ -303,10 +303,10 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
                 if isinstance(result, str):
                     accounting.drop(result)
                 else:
-                    record(stats, result, CATEGORY_FIELDS)
                     written[result.split].append(result)
             for split in SPLITS:
                 if written[split]:
+                    record_many(stats, written[split], CATEGORY_FIELDS)
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
             log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts), accounting.rows_written)
     accounting.check(str(path))
