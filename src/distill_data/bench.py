@@ -264,7 +264,7 @@ def budgeted_stage(rows: list[Row], tokenizer, name: str, cmd: list[str], out: P
     manifest = json.loads((out / "manifest.json").read_text())
     row = Row(f"{name} build ({threads} thr)", rows_read=manifest["accounting"]["rows_read"],
               rows_written=manifest["accounting"]["rows_written_total"], tokens=manifest["total_tokens"], wall=wall,
-              peak_mb=peak)
+              cpu=cpu, peak_mb=peak)
     measure_texts(row, tokenizer, dataset_files(out))
     rows.append(row)
     return out
@@ -299,7 +299,7 @@ def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         tps = f"{r.tokens / r.wall / 1e6:.2f}M" if r.tokens and r.wall else ""
-        raw = f"{100 * r.raw_s / r.wall:.0f}% / {100 * r.raw_cpu / r.cpu:.0f}%" if r.raw_s is not None else ""
+        raw = f"{100 * r.raw_s / r.wall:.0f}% / {100 * r.raw_cpu / r.cpu:.0f}%" if r.raw_s and r.cpu else ""
         harmony = f"{r.harmony_tps / 1e6:.2f}M" if r.harmony_tps else ""
         cells = [r.stage, fmt_rows(r), f"{r.tokens / 1e6:.1f}M" if r.tokens else "", f"{r.wall:.2f}",
                  f"{r.cpu:.2f}" if r.cpu is not None else "", tps, raw, harmony, f"{r.peak_mb:,.0f} MB"]
