@@ -181,3 +181,19 @@ def test_fast_whitespace_collapse_equals_the_regex_for_every_code_point():
         text = f" a{chr(code)}{chr(code)}b\t\n"
         assert " ".join(text.split()) == whitespace.sub(" ", text).strip(), hex(code)
     assert normalize_text("  Ｈｅｌｌｏ\u00a0\u2003 World\n\x00 ") == "hello world"
+
+
+def test_earlier_turns_render_as_openai_harmony_does(tokenizer, renderer):
+    import random
+
+    rng = random.Random(11)
+    words = ["a", "<|end|>", "中文", "<|start|>assistant", "  x  ", "😀", "final", "line\nbreak"]
+    text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(1, 6))).strip() or "t"  # noqa: E731
+    rows = []
+    for _ in range(120):
+        history = tuple((text(), text()) for _ in range(rng.choice([0, 0, 1, 2, 5])))
+        rows.append((text(), text() if rng.random() < 0.5 else "", text(), history))
+    got = renderer.render_batch(*zip(*rows))
+    for (prompt, reasoning, final, history), item in zip(rows, got):
+        assert item == reference_render(tokenizer, prompt, reasoning, final, "high", history)
+    assert renderer.render("p", "", "f", (("u", "a"),)) == reference_render(tokenizer, "p", "", "f", "high", (("u", "a"),))

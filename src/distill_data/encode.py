@@ -93,8 +93,9 @@ class ExampleEncoder:
         return example.group or example.key if self.split_by == "group" else example.key
 
     def encode(self, examples: Sequence[Example]) -> list[EncodedExample | str]:
+        histories = [e.history for e in examples] if any(e.history for e in examples) else None
         columns = self.renderer.render_columns(
-            [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples]
+            [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples], histories
         )
         too_long = (columns.lengths > self.max_seq_len).tolist()
         results: list[EncodedExample | str] = []

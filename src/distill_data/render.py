@@ -42,28 +42,33 @@ def harmony_system_content(effort: str):
     )
 
 
-def harmony_conversation(prompt: str, reasoning: str, final: str, effort: str):
-    """The conversation openai-harmony would be given for this example (texts already clean)."""
+def harmony_conversation(prompt: str, reasoning: str, final: str, effort: str,
+                         history: Sequence[tuple[str, str]] = ()):
+    """The conversation openai-harmony would be given for this example (texts already clean):
+    `history` holds earlier (user, assistant final) turns, before the prompt."""
     from openai_harmony import Conversation, Message, Role
 
-    messages = [
-        Message.from_role_and_content(Role.SYSTEM, harmony_system_content(effort)),
-        Message.from_role_and_content(Role.USER, prompt),
-    ]
+    messages = [Message.from_role_and_content(Role.SYSTEM, harmony_system_content(effort))]
+    for user, answer in history:
+        messages.append(Message.from_role_and_content(Role.USER, user))
+        messages.append(Message.from_role_and_content(Role.ASSISTANT, answer).with_channel("final"))
+    messages.append(Message.from_role_and_content(Role.USER, prompt))
     if reasoning:
         messages.append(Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis"))
     messages.append(Message.from_role_and_content(Role.ASSISTANT, final).with_channel("final"))
     return Conversation.from_messages(messages)
 
 
-def reference_render(tokenizer: HarmonyTokenizer, prompt: str, reasoning: str, final: str, effort: str) -> Rendered:
+def reference_render(tokenizer: HarmonyTokenizer, prompt: str, reasoning: str, final: str, effort: str,
+                     history: Sequence[tuple[str, str]] = ()) -> Rendered:
     """openai-harmony's own training render: slow, the definition of correct."""
     from openai_harmony import Conversation, RenderConversationConfig, Role
 
-    conv = harmony_conversation(prompt, reasoning, final, effort)
+    conv = harmony_conversation(prompt, reasoning, final, effort, history)
     enc = tokenizer.harmony
     ids = enc.render_conversation_for_training(conv, RenderConversationConfig(auto_drop_analysis=False))
-    start = len(enc.render_conversation_for_completion(Conversation.from_messages(conv.messages[:2]), Role.ASSISTANT))
+    prompt_messages = conv.messages[:2 + 2 * len(history)]
+    start = len(enc.render_conversation_for_completion(Conversation.from_messages(prompt_messages), Role.ASSISTANT))
     if reasoning:
         end_id = enc.encode("<|end|>", allowed_special={"<|end|>"})[0]
         analysis = ids.index(end_id, start) + 1 - start
@@ -152,26 +157,48 @@ class HarmonyRenderer:
         self._final_head = list(frames["final_head"])
         self._end = frames["end"][0]
         self._return = frames["return"][0]
-        # The segments of a row, in order: frames, and None for a text (prompt, reasoning,
-        # final). Segments 0-2 are the prompt as the model sees it; 3-5 the analysis message
-        # through its <|end|>, and 6 the next <|start|>assistant (3-6 absent without
-        # reasoning); 6-9 the final message.
-        pieces = [
-            [*self._system, *self._user_head], None, [self._end, *self._assistant_head],
-            self._analysis_head, None, [self._end], self._assistant_head,
-            self._final_head, None, [self._return],
-        ]
-        pool, self._frame_at = [], []
-        for piece in pieces:
-            self._frame_at.append(None if piece is None else (len(pool), len(piece)))
-            pool += piece or []
+        # Every constant piece a row is made of, in one pool: name -> (start, length).
+        pieces = {
+            "system": self._system,
+            "user_head": self._user_head,
+            "prompt_end": [self._end, *self._assistant_head],    # closes the user message
+            "analysis_head": self._analysis_head,
+            "end": [self._end],
+            "assistant_head": self._assistant_head,
+            "final_head": self._final_head,
+            "turn_middle": [self._end, *self._assistant_head, *self._final_head],  # user -> earlier answer
+            "return": [self._return],
+        }
+        pool, self._piece_at = [], {}
+        for name, piece in pieces.items():
+            self._piece_at[name] = (len(pool), len(piece))
+            pool += piece
         self._frame_pool = np.array(pool, dtype=np.int32)
+
+    def _segments(self, turns: int) -> tuple[list, int, int]:
+        """The segments of a row with up to `turns` earlier turns, in order, each
+        (piece name, None, turn) for a constant piece or (None, slot, turn) for a text (slots:
+        0 prompt, 1 reasoning, 2 final, 3 an earlier user message, 4 an earlier answer; turn -1
+        for the last exchange, else the earlier turn it belongs to). Returns (segments, how many
+        form the prompt, how many the analysis message). The analysis message runs through its
+        <|end|> (absent without reasoning); the final message starts with <|start|>assistant
+        when an analysis message came before it."""
+        segments: list = [("system", None, -1)]
+        for turn in range(turns):
+            segments += [("user_head", None, turn), (None, 3, turn), ("turn_middle", None, turn), (None, 4, turn),
+                         ("end", None, turn)]
+        segments += [("user_head", None, -1), (None, 0, -1), ("prompt_end", None, -1)]
+        prompt = len(segments)
+        segments += [("analysis_head", None, -1), (None, 1, -1), ("end", None, -1)]
+        segments += [("assistant_head", None, -1), ("final_head", None, -1), (None, 2, -1), ("return", None, -1)]
+        return segments, prompt, 3
 
     def _self_check(self) -> None:
         probe = ("Say <|end|> twice.", "The user wants <|start|>assistant text.", "<|return|> done")
-        for reasoning in (probe[1], ""):
-            got = self.render(probe[0], reasoning, probe[2])
-            want = reference_render(self.tokenizer, probe[0], reasoning, probe[2], self.effort)
+        history = (("Earlier <|end|> question", "Earlier <|return|> answer"), ("Again?", "Yes."))
+        for reasoning, turns in ((probe[1], ()), ("", ()), (probe[1], history), ("", history[:1])):
+            got = self.render(probe[0], reasoning, probe[2], turns)
+            want = reference_render(self.tokenizer, probe[0], reasoning, probe[2], self.effort, turns)
             if got != want:
                 raise RuntimeError(
                     "The fast Harmony renderer disagrees with openai-harmony's own render; this "
@@ -182,60 +209,75 @@ class HarmonyRenderer:
                 raise RuntimeError("tiktoken's token-buffer encoding differs from encode_ordinary in this "
                                    "tiktoken version; the renderer needs updating.")
 
-    def render(self, prompt: str, reasoning: str, final: str) -> Rendered:
-        """Render clean texts (see ``text.clean_text``); empty reasoning means no analysis message."""
-        columns = self.render_columns([prompt], [reasoning], [final])
+    def render(self, prompt: str, reasoning: str, final: str, history: Sequence[tuple[str, str]] = ()) -> Rendered:
+        """Render clean texts (see ``text.clean_text``); empty reasoning means no analysis
+        message; `history` holds earlier (user, assistant final) turns of a chat."""
+        columns = self.render_columns([prompt], [reasoning], [final], [history] if history else None)
         if columns.errors:
             raise columns.errors[0]
         return columns.row(0)
 
-    def render_batch(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str]) -> list[Rendered | Exception]:
+    def render_batch(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str],
+                     histories: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[Rendered | Exception]:
         """Render many examples; an example that fails to encode yields its exception instead."""
-        columns = self.render_columns(prompts, reasonings, finals)
+        columns = self.render_columns(prompts, reasonings, finals, histories)
         return [columns.errors[i] if i in columns.errors else columns.row(i) for i in range(len(columns))]
 
-    def render_columns(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str]) -> RenderedColumns:
-        """Render many examples into flat arrays; a failing example is listed in ``errors``."""
+    def render_columns(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str],
+                       histories: Sequence[Sequence[tuple[str, str]]] | None = None) -> RenderedColumns:
+        """Render many examples into flat arrays; a failing example is listed in ``errors``.
+
+        Each row is a fixed list of segments (``_segments``), each a constant piece or one
+        encoded text; absent ones (no reasoning, fewer earlier turns) have length 0. All texts
+        are encoded into one token pool and every row is assembled by one gather."""
         n = len(prompts)
-        texts = [*prompts, *reasonings, *finals]  # slot-major: text k of row i is texts[k * n + i]
+        turns = max((len(h) for h in histories), default=0) if histories is not None else 0
+        # the texts, slot by slot: text (slot, turn) of row i is texts[slot_base + i]
+        texts = [*prompts, *reasonings, *finals]
+        slot_base = {(0, -1): 0, (1, -1): n, (2, -1): 2 * n}
+        for turn in range(turns):
+            for side in (0, 1):
+                slot_base[(3 + side, turn)] = len(texts)
+                texts += [h[turn][side] if turn < len(h) else "" for h in histories]
         buffers, errors = self._encode_many(texts)
-        failed = {i % n: exc for i, exc in errors.items()}
+        failed: dict[int, Exception] = {}
+        for i, exc in sorted(errors.items()):
+            failed.setdefault(i % n, exc)
         text_tokens = np.frombuffer(b"".join(buffers), dtype=np.int32) if buffers else np.zeros(0, np.int32)
         text_lengths = np.fromiter(map(len, buffers), dtype=np.int64, count=len(buffers)) // 4
         text_starts = np.cumsum(text_lengths) - text_lengths + len(self._frame_pool)
-        text_lengths = text_lengths.reshape(3, n)
-        text_starts = text_starts.reshape(3, n)
-        has_reasoning = text_lengths[1] > 0
+        has_reasoning = text_lengths[n:2 * n] > 0
+        segments, prompt_count, analysis_count = self._segments(turns)
+        starts = np.empty((n, len(segments)), dtype=np.int64)
+        lengths = np.empty((n, len(segments)), dtype=np.int64)
+        turn_count = (np.fromiter((len(h) for h in histories), dtype=np.int64, count=n) if turns
+                      else np.zeros(n, np.int64))
+        for k, (piece, slot, turn) in enumerate(segments):
+            if piece is None:
+                base = slot_base[(slot, turn)]
+                starts[:, k] = text_starts[base:base + n]
+                lengths[:, k] = text_lengths[base:base + n]
+            else:
+                starts[:, k], lengths[:, k] = self._piece_at[piece]
+            if turn >= 0:
+                lengths[:, k] *= turn_count > turn  # an earlier turn this row does not have
+        # no reasoning: no analysis message, and the final one opens the assistant's turn itself
+        lengths[:, prompt_count:prompt_count + analysis_count + 1] *= has_reasoning[:, None]
         if failed:  # a failed example renders as an empty row
             keep = np.ones(n, dtype=bool)
             keep[list(failed)] = False
-            text_lengths = text_lengths * keep
-        else:
-            keep = None
-        segments = len(self._frame_at)
-        starts = np.empty((n, segments), dtype=np.int64)
-        lengths = np.empty((n, segments), dtype=np.int64)
-        text_slot = {s: k for k, s in enumerate(s for s, frame in enumerate(self._frame_at) if frame is None)}
-        for s, frame in enumerate(self._frame_at):
-            if frame is None:
-                starts[:, s] = text_starts[text_slot[s]]
-                lengths[:, s] = text_lengths[text_slot[s]]
-            else:
-                starts[:, s] = frame[0]
-                lengths[:, s] = frame[1]
-        lengths[:, 3:7] *= has_reasoning[:, None]  # no reasoning: no analysis message
-        if keep is not None:
             lengths *= keep[:, None]
         seg_lengths = lengths.ravel()
         seg_out = np.cumsum(seg_lengths) - seg_lengths
         total = int(seg_lengths.sum())
         gather = np.repeat(starts.ravel() - seg_out, seg_lengths) + np.arange(total, dtype=np.int64)
         pool = np.concatenate([self._frame_pool, text_tokens])
-        row_lengths = lengths.sum(axis=1)
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(row_lengths, out=offsets[1:])
-        return RenderedColumns(pool[gather], offsets, lengths[:, 0:3].sum(axis=1), lengths[:, 3:6].sum(axis=1),
-                               lengths[:, 6:].sum(axis=1), failed)
+        np.cumsum(lengths.sum(axis=1), out=offsets[1:])
+        end_analysis = prompt_count + analysis_count
+        return RenderedColumns(pool[gather], offsets, lengths[:, :prompt_count].sum(axis=1),
+                               lengths[:, prompt_count:end_analysis].sum(axis=1),
+                               lengths[:, end_analysis:].sum(axis=1), failed)
 
     def _encode_many(self, texts: list[str]) -> tuple[list[bytes], dict[int, Exception]]:
         """Token buffers of the texts, in order (b"" for an empty or failing text), and the
