@@ -318,9 +318,10 @@ def _buffer_encoder(encoding) -> Callable[[str], bytes]:
     """``text -> bytes`` of the tokens as native uint32, equal to ``encode_ordinary(text)``.
 
     tiktoken's ``encode`` with no special token allowed splits and merges exactly as
-    ``encode_ordinary`` (text that looks like a special token stays ordinary text), and its
-    buffer variant skips building a Python int per token: half the time of encode_ordinary.
-    The self-check compares the two. Falls back to encode_ordinary where tiktoken lacks it."""
+    ``encode_ordinary`` (text that looks like a special token stays ordinary text); its buffer
+    variant costs the same CPU as encode_ordinary (measured within 5%) but hands back raw
+    uint32 tokens, so that no Python int per token is made, kept or iterated afterwards. The
+    self-check compares the two. Falls back to encode_ordinary where tiktoken lacks it."""
     core = getattr(encoding, "_core_bpe", None)
     to_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
     if to_buffer is None:
