@@ -197,3 +197,22 @@ def test_earlier_turns_render_as_openai_harmony_does(tokenizer, renderer):
     for (prompt, reasoning, final, history), item in zip(rows, got):
         assert item == reference_render(tokenizer, prompt, reasoning, final, "high", history)
     assert renderer.render("p", "", "f", (("u", "a"),)) == reference_render(tokenizer, "p", "", "f", "high", (("u", "a"),))
+
+
+@pytest.mark.parametrize("with_edge_rows", [False, True])
+def test_labels_are_minus_100_exactly_on_each_prompt(with_edge_rows):
+    from distill_data.encode import token_columns
+
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 40, 300)
+    starts = rng.integers(0, lengths)  # 0 <= start < length
+    if with_edge_rows:  # a row that is all prompt, and an empty one: the general path
+        lengths[7], starts[7] = 5, 5
+        lengths[8], starts[8] = 0, 0
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = rng.integers(0, 200_000, int(offsets[-1])).astype(np.int32)
+    columns = token_columns(ids, offsets, starts.astype(np.int64))
+    for i, (labels, row_ids) in enumerate(zip(columns["labels"].to_pylist(), columns["input_ids"].to_pylist())):
+        assert labels == [-100] * int(starts[i]) + row_ids[int(starts[i]):]
+        assert columns["attention_mask"][i].as_py() == [1] * len(row_ids)

@@ -140,8 +140,15 @@ def token_columns(ids: np.ndarray, offsets: np.ndarray, starts: np.ndarray) -> d
         raise ValueError("a batch of more than 2**31 tokens; use smaller batches")
     lengths = np.diff(offsets)
     # labels: -100 on the prompt, the tokens themselves from assistant_token_start on
-    prompt_end = np.repeat(offsets[:-1] + starts, lengths)
-    labels = np.where(np.arange(len(ids), dtype=np.int64) < prompt_end, np.int32(-100), ids)
+    if len(starts) and (starts >= 0).all() and (starts < lengths).all():
+        # +1 where a row starts, -1 where its prompt ends: the running sum is 1 on prompts
+        edges = np.zeros(len(ids) + 1, dtype=np.int8)
+        edges[offsets[:-1]] = 1
+        edges[offsets[:-1] + starts] -= 1
+        on_prompt = np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+    else:
+        on_prompt = np.arange(len(ids), dtype=np.int64) < np.repeat(offsets[:-1] + starts, lengths)
+    labels = np.where(on_prompt, np.int32(-100), ids)
     offsets32 = pa.array(offsets, pa.int32())
     return {
         "input_ids": pa.ListArray.from_arrays(offsets32, pa.array(ids, pa.int32())),
@@ -163,9 +170,14 @@ def gather_rows(rows: Sequence[EncodedExample]) -> tuple[np.ndarray, np.ndarray,
             j += 1
         index = np.fromiter((r.index for r in rows[i:j]), dtype=np.int64, count=j - i)
         lengths = columns.offsets[index + 1] - columns.offsets[index]
-        out_starts = np.cumsum(lengths) - lengths
-        tokens.append(columns.tokens[np.repeat(columns.offsets[index] - out_starts, lengths)
-                                     + np.arange(int(lengths.sum()), dtype=np.int64)])
+        if len(index) < 2 or (np.diff(index) > 0).all():  # rows in batch order: select by a mask
+            chosen = np.zeros(len(columns), dtype=bool)
+            chosen[index] = True
+            tokens.append(columns.tokens[np.repeat(chosen, columns.lengths)])
+        else:
+            out_starts = np.cumsum(lengths) - lengths
+            tokens.append(columns.tokens[np.repeat(columns.offsets[index] - out_starts, lengths)
+                                         + np.arange(int(lengths.sum()), dtype=np.int64)])
         offsets.append(base + np.cumsum(lengths))
         base += int(lengths.sum())
         starts.append(columns.assistant_start[index])
