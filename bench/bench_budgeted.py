@@ -13,7 +13,8 @@ is flat when the peak barely moves while the input grows tenfold. The default ba
 is smaller than the workflow's 4096 so that even the small input spans several batches: the
 peak is set by the batch, and should not grow with the input. OpenCodeInstruct grows by shards
 (1500 rows each, as the real source has more shards, not bigger ones: its memory is bounded by
-one row group); oasst2 is held in memory by design (prompter texts, reply flags), so its peak
+one row group); oasst2 is held in memory by design (the thread structure: every message's flags,
+the texts of prompts and of replies that are followed), so its peak
 grows with the messages of the source, which is fixed (135k) in reality.
 """
 

@@ -20,8 +20,8 @@ localrules: helpfulness_oasst2_15m
 
 
 rule chat_build:
-    """Best-ranked reviewed replies with their prompts, English target by hash, until the
-    token budget."""
+    """One example per prompt: its best reviewed reply, with the thread before it (unless
+    chat.include_history is false); English target by hash; until the token budget."""
     input:
         files=chat_files,
         vocab=VOCAB_FILE,
@@ -33,6 +33,7 @@ rule chat_build:
         target=CHAT["target_total_tokens"],
         english_frac=CHAT["english_frac"],
         rank="--require-rank-zero" if CHAT["require_rank_zero"] else "--no-require-rank-zero",
+        history="--include-history" if CHAT["include_history"] else "--no-include-history",
         encoding=encoding_flags(),
         raw=lambda w: raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/oasst2.py",
@@ -46,7 +47,7 @@ rule chat_build:
     shell:
         "{PYTHON} {SCRIPTS}/build_oasst2_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
-        "--target-total-tokens {params.target} --english-frac {params.english_frac} {params.rank} "
+        "--target-total-tokens {params.target} --english-frac {params.english_frac} {params.rank} {params.history} "
         "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
 
 

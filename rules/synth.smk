@@ -17,7 +17,7 @@ except ShardListError as exc:
 _missing = [target for target in SYNTH_SHARDS.values() if not os.path.exists(target)]
 if _missing and os.path.isdir(SYNTH["raw_root"]):
     raise WorkflowError(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
-SYNTH_CODE = code_version("builders/synth.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
+SYNTH_CODE = code_version("builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
 SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
 
@@ -36,6 +36,7 @@ SYNTH_FLAGS = cli_flags({
     "global_keep": SYNTH["global_keep"],
     "no_seed_text": not SYNTH["include_seed_text"],
     "append_rag_sources": SYNTH["append_rag_sources"],
+    "no_result_check": not SYNTH["result_check"],
 })
 
 
@@ -76,6 +77,7 @@ rule synth_scan:
         summary=synth_work("scan", suffix=".json"),
     params:
         batch_size=COMMON["batch_size"],
+        result_check=cli_flags({"no_result_check": not SYNTH["result_check"]}),
         code=SYNTH_CODE,
         raw=lambda w: raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
@@ -86,15 +88,19 @@ rule synth_scan:
         runtime=30,
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
-        "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {params.batch_size} 2> {log:q}"
+        "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {params.batch_size} "
+        "{params.result_check} 2> {log:q}"
 
 
 rule synth_plan:
-    """Sampling rates (memorization cap, English target, global keep) from all scans."""
+    """Duplicates across all shards (duplicate_content, in shard-list order) and the sampling
+    rates (memorization cap, English target, global keep) from all scans."""
     input:
         summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
+        masks=[synth_work("scan", stem, ".mask.parquet") for stem in SYNTH_SHARDS],
     output:
         plan=os.path.join(SYNTH_WORK, "plan.json"),
+        duplicates=[synth_work("plan", stem, ".duplicates.json") for stem in SYNTH_SHARDS],
     params:
         shards=list(SYNTH_SHARDS.values()),  # the listed set, so a changed list is never missed
         flags=SYNTH_FLAGS,
@@ -104,6 +110,7 @@ rule synth_plan:
         os.path.join(LOGS, "synth", "plan.log"),
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage plan --scan-summary {input.summaries:q} "
+        "--scan-mask {input.masks:q} --duplicates {output.duplicates:q} "
         "--plan {output.plan:q} --seed {params.seed} {params.flags} 2> {log:q}"
 
 
@@ -113,6 +120,7 @@ rule synth_encode:
         shard=synth_link("{shard}"),
         mask=synth_work("scan", suffix=".mask.parquet"),
         plan=rules.synth_plan.output.plan,
+        duplicates=synth_work("plan", suffix=".duplicates.json"),
         vocab=VOCAB_FILE,
     output:
         train=synth_work("encoded", suffix=".train.arrow"),
@@ -131,7 +139,8 @@ rule synth_encode:
         runtime=120,
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage encode --shard {input.shard:q} "
-        "--scan-mask {input.mask:q} --plan {input.plan:q} --encoded-dir {params.encoded_dir:q} "
+        "--scan-mask {input.mask:q} --plan {input.plan:q} --duplicates {input.duplicates:q} "
+        "--encoded-dir {params.encoded_dir:q} "
         "--shard-stats {output.stats:q} --tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} "
         "{params.flags} {params.encoding} 2> {log:q}"
 

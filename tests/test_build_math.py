@@ -179,6 +179,29 @@ def test_tool_rows_kept_when_asked(tmp_path, tokenizer):
     assert row["input_ids"] == want.input_ids
 
 
+TOOL_CALL = {"id": "c1", "type": "function",
+             "function": {"name": "stateful_python_code_exec", "arguments": "{\"code\": \"print(14)\"}"}}
+
+
+@pytest.mark.parametrize("tool_row", [
+    lambda i: line(i, tools=[TOOL_SCHEMA]),                                        # `tools` alone
+    lambda i: line(i, tools=json.dumps([TOOL_SCHEMA])),                            # `tools` as JSON text
+    lambda i: line(i, tools=None, messages=[                                       # `tool_calls` alone
+        user("Compute 7+7."), dict(assistant("", "Let me run it."), tool_calls=[TOOL_CALL]),
+        assistant("$\\boxed{14}$", "Done.")]),
+    lambda i: line(i, tools=[], messages=[                                         # role `tool` alone
+        user("Compute 7+7."), {"role": "tool", "content": "14\n"}, assistant("$\\boxed{14}$", "Done.")]),
+], ids=["tools", "tools_json", "tool_calls", "tool_role"])
+def test_each_kind_of_tool_row_is_dropped(tmp_path, tokenizer, tool_row):
+    plain = [line(8), line(9, tools=[], messages=[user("Compute 9+9."), dict(assistant("18", "r"), tool_calls=[])])]
+    path = write_lines(tmp_path / "low.jsonl", [tool_row(7), *plain])
+    manifest = nemotron.build([path], tmp_path / "a", make_encoder(tokenizer), params())
+    assert manifest["accounting"]["dropped"] == {"tool_row": 1}
+    assert manifest["drop_samples"]["tool_row"][0]["line"] == 1
+    kept = nemotron.build([path], tmp_path / "b", make_encoder(tokenizer), params(drop_tool_rows=False))
+    assert kept["accounting"]["rows_written_total"] == 3
+
+
 def tokens_of(tokenizer, obj):
     msgs = obj["messages"]
     return len(HarmonyRenderer(tokenizer, "high").render(msgs[0]["content"], msgs[-1]["reasoning_content"],

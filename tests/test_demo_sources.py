@@ -422,6 +422,18 @@ def test_oasst2_trees_and_quirks(oasst2_paths):
             r, d = by_id[r["parent_id"]], d + 1
         return d
     assert max(depth(r) for r in rows) >= 3
+    # long threads: 5+ prompter turns (a prompt at depth 8 or more)
+    assert max(depth(r) for r in rows if r["role"] == "prompter") >= 8
+    # deleted / unreviewed messages in the middle of a thread, above acceptable replies
+    parents = {r["parent_id"] for r in rows}
+    spoiled = [r for r in rows if r["parent_id"] and r["message_id"] in parents
+               and (r["deleted"] or r["review_result"] is not True)]
+    assert {True, False} <= {r["deleted"] for r in spoiled}
+
+    def below(mid):
+        return [r for r in rows if r["parent_id"] == mid]
+    assert any(r["review_result"] and not r["deleted"] for s in spoiled for c in below(s["message_id"])
+               for r in below(c["message_id"]))
     # not in tree order: some child precedes its parent in the file
     position = {r["message_id"]: i for i, r in enumerate(train)}
     assert any(position.get(r["parent_id"], -1) > i for i, r in enumerate(train))

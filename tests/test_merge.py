@@ -322,6 +322,21 @@ def test_a_missing_part_file_is_named(sources, tmp_path):
     expect_error(inputs, tmp_path, "input chat", "part-00000.parquet", "does not exist")
 
 
+@pytest.mark.parametrize("keep_validation", [False, True], ids=["empty", "validation_only"])
+def test_an_input_without_train_rows_is_refused(sources, tmp_path, keep_validation):
+    inputs = broken_copy(sources, tmp_path, "chat")
+    manifest = json.loads((inputs["chat"] / "manifest.json").read_text())
+    splits = ["train"] if keep_validation else ["train", "validation"]
+    for split in splits:
+        for entry in manifest["files"][split]:
+            (inputs["chat"] / entry["path"]).unlink()
+        manifest["files"][split] = []
+    (inputs["chat"] / "manifest.json").write_text(json.dumps(manifest))
+    validation = sum(e["rows"] for e in manifest["files"]["validation"])
+    assert (validation > 0) == keep_validation
+    expect_error(inputs, tmp_path, "input chat", "no train rows", f"validation {validation}", "merge.inputs")
+
+
 def test_spans_that_do_not_add_up_are_named(sources, tmp_path):
     inputs = broken_copy(sources, tmp_path, "math")
     path = inputs["math"] / "train" / "part-00000.parquet"

@@ -55,6 +55,9 @@ PLANTED = {
     "result_mismatch": [
         ok_row(12, exercise="math exercise", constraints="result:-195.45", synthetic_answer="So **Answer: $195.45**"),
         ok_row(13, exercise="math mcq", constraints="result:1", synthetic_answer="C. 2"),
+    ],
+    # a number is what a reader compares; an answer without one states no result (issue 8)
+    "no_result_stated": [
         ok_row(14, exercise="math exercise", constraints="result:16020", synthetic_answer="No number here."),
     ],
     "too_long": [ok_row(15, synthetic_answer=LONG_ANSWER)],
@@ -70,12 +73,21 @@ PASSING = [
     ok_row(27, language=None, query_seed_text=None),
 ] + [ok_row(100 + i, exercise="memorization", synth_id=f"memorization_1_{i}") for i in range(12)]
 
+# Same query and answer as a PASSING row once normalized (case, whitespace, NFKC), later in
+# read order under another id: dropped as duplicate_content; the earlier row is kept.
+DUPLICATES = [
+    ok_row(40, query="  QUESTION 20? ", synthetic_answer="It  weighs **16,020 pounds**.", exercise="math exercise",
+           constraints="result:16020"),
+    ok_row(41, query="Question\u00a024?", synthetic_answer="answer 24."),
+]
+PLANTED_DROPS = {**{reason: len(rows) for reason, rows in PLANTED.items()}, "duplicate_content": len(DUPLICATES)}
+
 NO_SAMPLING = ("--global-keep", "1", "--memorization-cap", "1", "--english-frac", "0")
 
 
 @pytest.fixture
 def planted_dir(tmp_path):
-    rows = [row for group in PLANTED.values() for row in group] + PASSING
+    rows = [row for group in PLANTED.values() for row in group] + PASSING + DUPLICATES
     folder = tmp_path / "in"
     folder.mkdir()
     pq.write_table(make_synth_table(rows), folder / "synth_001.parquet")
@@ -85,8 +97,8 @@ def planted_dir(tmp_path):
 def test_each_quality_drop_reason_is_counted_exactly(planted_dir, tmp_path):
     manifest = build(planted_dir, tmp_path / "out", *NO_SAMPLING)
     acc = manifest["accounting"]
-    assert acc["dropped"] == {reason: len(rows) for reason, rows in PLANTED.items()}
-    assert acc["rows_read"] == len(PASSING) + sum(map(len, PLANTED.values()))
+    assert acc["dropped"] == PLANTED_DROPS
+    assert acc["rows_read"] == len(PASSING) + sum(map(len, PLANTED.values())) + len(DUPLICATES)
     assert acc["rows_written_total"] == len(PASSING)
     assert acc["rows_read"] == acc["rows_written_total"] + acc["dropped_total"]
 
@@ -230,7 +242,9 @@ def test_a_repeated_synth_id_across_shards_stops_the_build(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     pq.write_table(make_synth_table([ok_row(1), ok_row(2)]), folder / "synth_001.parquet")
-    pq.write_table(make_synth_table([ok_row(3), ok_row(2)]), folder / "synth_002.parquet")
+    # same id, other content (identical content would be a duplicate_content drop first)
+    pq.write_table(make_synth_table([ok_row(3), ok_row(2, synthetic_answer="Another answer.")]),
+                   folder / "synth_002.parquet")
     with pytest.raises(Exception, match=r"synth_002.parquet: pleias_synth:rag_1_2 appears in more than one row"):
         build(folder, tmp_path / "out", *NO_SAMPLING, "--train-frac", "1")
     assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ sources in one command, identical bytes when rebuilt, and reruns of exactly what
 from __future__ import annotations
 
 import json
+from collections import Counter
 import shutil
 
 import pytest
@@ -111,3 +112,71 @@ def test_a_builder_parameter_reruns_that_builder_and_the_merge(built):
     assert jobs == {"code_build": 1, **MERGE_ONLY}
     jobs = jobs_for(built, variant(built, "synth_keep", "synth", global_keep=0.5))
     assert jobs == {"synth_plan": 1, "synth_encode": len(SHARDS), "synth_finalize": 1, **MERGE_ONLY}
+
+
+@pytest.fixture(scope="module")
+def demo_mix(tmp_path_factory):
+    """The demo sources (``python -m distill_data.demo``, scaled down) built into the mix with
+    config.demo.yaml's settings, and 20% validation so that every dataset has both splits."""
+    from distill_data.demo.__main__ import DEMO_SYNTH_SHARDS, write_demo
+
+    root = tmp_path_factory.mktemp("demo_mix")
+    project = copy_project(root / "project")
+    raw = root / "raw"
+    write_demo(raw, seed=1337, scale=0.1)
+    config = {
+        "output_root": str(root / "out"),
+        "common": {"train_frac": 0.8, "rows_per_file": 200},
+        "threads": {"encode": 1, "budgeted": 2, "merge": 2},
+        "synth": {"raw_root": str(raw / "pleias_synth"), "subset_dir": str(root / "subset"),
+                  "shard_list": str(raw / "synth_phase1_shards.txt")},
+        "code": {"input_dir": str(raw / "nvidia__OpenCodeInstruct" / "data"), "target_total_tokens": 60_000},
+        "math": {"input_files": [str(raw / "nvidia__Nemotron-Math-v2" / "data" / "low.jsonl")],
+                 "target_total_tokens": 100_000},
+        "chat": {"input_dir": str(raw / "OpenAssistant__oasst2")},
+        "merge": {"samples_per_input": 1},
+    }
+    assert len(DEMO_SYNTH_SHARDS) == 6
+    cfg = write_config(root / "config.yaml", config)
+    snakemake(project, TARGET, "-j", "2", "--configfile", str(cfg))
+    return {"root": root, "mix": root / "out" / TARGET}
+
+
+def mix_sources(built) -> dict[str, list[dict]]:
+    """split -> the mix's rows as {dataset, meta (the builder's source struct)}."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for split in ("train", "validation"):
+        rows = []
+        for path in sorted((built["mix"] / split).glob("part-*.parquet")):
+            for source in pq.read_table(path, columns=["source"]).column("source").to_pylist():
+                rows.append({"dataset": source["dataset"], "meta": json.loads(source["meta_json"])})
+        out[split] = rows
+    return out
+
+
+def test_no_split_group_in_both_splits_of_the_mix(demo_mix):
+    """One problem (SYNTH query, code input, math problem, chat thread) on one side only."""
+    import re
+
+    rows = mix_sources(demo_mix)
+    groups = {split: {(r["dataset"], r["meta"]["split_group"]) for r in rows[split]} for split in rows}
+    assert all(re.fullmatch(r"[0-9a-f]{16}", g) for split in groups for _, g in groups[split])
+    assert {d for d, _ in groups["validation"]} == set(BUILDERS)  # the check has something to check
+    assert groups["train"] & groups["validation"] == set()
+    # chat: the group is the thread; a thread with several examples stays on one side
+    trees = {split: {r["meta"]["message_tree_id"] for r in rows[split] if r["dataset"] == "chat"} for split in rows}
+    assert trees["train"] & trees["validation"] == set()
+    per_tree = Counter(r["meta"]["message_tree_id"] for split in rows for r in rows[split] if r["dataset"] == "chat")
+    assert max(per_tree.values()) > 1
+
+
+def test_one_chat_example_per_prompt_with_its_thread(demo_mix):
+    rows = mix_sources(demo_mix)
+    chat = [r["meta"] for split in rows for r in rows[split] if r["dataset"] == "chat"]
+    per_prompt = Counter(m["parent_id"] for m in chat)
+    assert len(chat) > 20 and max(per_prompt.values()) == 1
+    manifest = json.loads((demo_mix["root"] / "out" / BUILDERS["chat"] / "manifest.json").read_text())
+    assert manifest["examples_per_prompt"] == {"prompts": len(chat), "max": 1}
+    assert max(int(k) for k in manifest["turns_per_example"]) >= 3  # earlier turns in the prompt

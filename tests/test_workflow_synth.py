@@ -48,6 +48,10 @@ def test_build_publishes_a_complete_dataset(built):
     snapshot = built["snapshot"]
     manifest = json.loads(snapshot["manifest.json"])
     assert manifest["accounting"]["rows_read"] == 600
+    # the generator repeats one row in each shard and one row across shards: decided by the
+    # plan from all scans, so the standalone run below must agree with these separate jobs
+    assert manifest["accounting"]["dropped"]["duplicate_content"] == 3
+    assert manifest["split_groups"]["in_both_splits"] == 0
     listed = {f["path"] for split in ("train", "validation") for f in manifest["files"][split]}
     assert listed | {"manifest.json"} == set(snapshot)
     links = sorted(p.name for p in (built["root"] / "subset").iterdir())
@@ -77,6 +81,11 @@ def test_standalone_script_builds_the_same_dataset(built):
 def test_changing_global_keep_reruns_plan_encodes_and_finalize_only(built):
     jobs = dry_run_jobs(built["project"], TARGET, "--configfile", variant(built, "keep", synth={"global_keep": 0.5}))
     assert jobs == {"synth_plan": 1, "synth_encode": 2, "synth_finalize": 1, TARGET: 1}
+
+
+def test_turning_the_result_check_off_rescans(built):
+    jobs = dry_run_jobs(built["project"], TARGET, "--configfile", variant(built, "nocheck", synth={"result_check": False}))
+    assert jobs == {"synth_scan": 2, "synth_plan": 1, "synth_encode": 2, "synth_finalize": 1, TARGET: 1}
 
 
 def test_adding_a_shard_scans_only_that_shard(built):

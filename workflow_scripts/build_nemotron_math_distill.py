@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--input-file", type=Path, nargs="+", action="extend", default=None,
                    help=f"JSON-lines file(s), read in the order given; repeatable (default: {DEFAULT_INPUT})")
     p.add_argument("--drop-tool-rows", action=argparse.BooleanOptionalAction, default=True,
-                   help="drop rows whose `tools` list is non-empty")
+                   help="drop tool rows: `tools` non-empty, or a message with non-empty `tool_calls` or role `tool`")
     p.add_argument("--max-bad-line-frac", type=float, default=0.01,
                    help="stop with an error when more than this share of a file's lines is not a JSON object")
     budget.add_budget_args(p, "math_nemotron_v2_low_55m", 55_000_000)

@@ -32,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output-dir", type=Path, help="the dataset folder to write (stages all, finalize)")
     p.add_argument("--dataset-name", default="synth_distill_phase1_high_550m")
     p.add_argument("--shard", type=Path, nargs="+", help="input shard(s) (scan, encode: one; finalize: all, in order)")
-    p.add_argument("--scan-mask", type=Path, help="per-row quality verdicts of the shard (scan out, encode in)")
+    p.add_argument("--scan-mask", type=Path, nargs="+",
+                   help="per-row quality verdicts (scan out, encode in: the shard's; plan in: all, in order)")
+    p.add_argument("--duplicates", type=Path, nargs="+",
+                   help="duplicate_content rows per shard (plan out: one per --scan-mask; encode in: the shard's)")
     p.add_argument("--scan-summary", type=Path, nargs="+", help="scan counts (scan out; plan, finalize in)")
     p.add_argument("--plan", type=Path, help="sampling plan (plan out; encode, finalize in)")
     p.add_argument("--encoded-dir", type=Path, help="per-shard encoded rows (encode out, finalize in)")
@@ -45,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="leave the seed text (`Reference:`) out of the prompt")
     g.add_argument("--append-rag-sources", action="store_true",
                    help="append a rag row's <source_N> blocks to its prompt")
+    g.add_argument("--no-result-check", dest="result_check", action="store_false",
+                   help="keep math rows whatever result their answer states (no result_mismatch / no_result_stated)")
     add_encoding_args(p)
     return p.parse_args(argv)
 
@@ -55,7 +60,7 @@ def params_of(args) -> synth.SynthParams:
         reasoning_effort=args.reasoning_level, english_frac=args.english_frac,
         memorization_cap=args.memorization_cap, global_keep=args.global_keep,
         include_seed_text=args.include_seed_text, append_rag_sources=args.append_rag_sources,
-        rows_per_file=args.rows_per_file, split_by=args.split_by,
+        rows_per_file=args.rows_per_file, split_by=args.split_by, result_check=args.result_check,
     )
 
 
@@ -77,20 +82,29 @@ def list_shards(args) -> list[Path]:
 
 def stage_scan(args, shard: Path, mask: Path, summary: Path) -> None:
     log.info("scanning %s", shard)
-    synth.write_scan(shard, mask, summary, args.batch_size)
+    synth.write_scan(shard, mask, summary, args.batch_size, args.result_check)
 
 
-def stage_plan(args, summaries: list[Path], plan_out: Path) -> dict:
-    plan = synth.make_plan([synth.load_json(p) for p in summaries], params_of(args))
+def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[Path], plan_out: Path) -> dict:
+    if not len(summaries) == len(masks) == len(duplicates):
+        raise ValueError(f"--stage plan needs one --scan-mask and one --duplicates per --scan-summary "
+                         f"({len(summaries)}), got {len(masks)} and {len(duplicates)}")
+    scans = [synth.load_json(p) for p in summaries]
+    per_shard, removed = synth.find_duplicates(masks)
+    plan = synth.make_plan(scans, params_of(args), removed)
+    for scan, rows, path in zip(scans, per_shard, duplicates):
+        synth.write_duplicates(path, scan["shard"], rows)
     write_json(plan_out, plan)
+    log.info("plan: %d duplicate_content rows", plan["duplicate_content"])
     log.info("plan: mem_keep %.4f, non_en_keep %.4f, global_keep %.4f", plan["mem_keep"], plan["non_en_keep"], plan["global_keep"])
     return plan
 
 
-def stage_encode(args, encoder, shard: Path, mask: Path, plan: Path, encoded_dir: Path, stats_out: Path) -> None:
+def stage_encode(args, encoder, shard: Path, mask: Path, plan: Path, duplicates: Path, encoded_dir: Path,
+                 stats_out: Path) -> None:
     log.info("encoding %s", shard)
     stats = synth.encode_shard(shard, mask, synth.load_json(plan), encoder, params_of(args), encoded_dir,
-                               shard.name, args.batch_size)
+                               shard.name, args.batch_size, synth.read_duplicates(duplicates, shard.name))
     write_json(stats_out, stats.to_dict())
     acc = stats.accounting
     log.info("%s: read %d, written %d, dropped %d", shard.name, acc.rows_read, acc.rows_written, sum(acc.drops.values()))
@@ -112,13 +126,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.stage == "scan":
         require(args, "shard", "scan_mask", "scan_summary")
-        stage_scan(args, args.shard[0], args.scan_mask, args.scan_summary[0])
+        stage_scan(args, args.shard[0], args.scan_mask[0], args.scan_summary[0])
     elif args.stage == "plan":
-        require(args, "scan_summary", "plan")
-        stage_plan(args, args.scan_summary, args.plan)
+        require(args, "scan_summary", "scan_mask", "duplicates", "plan")
+        stage_plan(args, args.scan_summary, args.scan_mask, args.duplicates, args.plan)
     elif args.stage == "encode":
-        require(args, "shard", "scan_mask", "plan", "encoded_dir", "shard_stats")
-        stage_encode(args, make_encoder(args), args.shard[0], args.scan_mask, args.plan, args.encoded_dir, args.shard_stats[0])
+        require(args, "shard", "scan_mask", "plan", "duplicates", "encoded_dir", "shard_stats")
+        stage_encode(args, make_encoder(args), args.shard[0], args.scan_mask[0], args.plan, args.duplicates[0],
+                     args.encoded_dir, args.shard_stats[0])
     elif args.stage == "finalize":
         require(args, "shard", "scan_summary", "shard_stats", "plan", "encoded_dir", "output_dir")
         stage_finalize(args, args.shard, args.scan_summary, args.shard_stats, args.plan, args.encoded_dir,
@@ -134,11 +149,12 @@ def main(argv=None) -> None:
             masks = [work / f"{s.stem}.mask.parquet" for s in shards]
             summaries = [work / f"{s.stem}.scan.json" for s in shards]
             stats = [work / f"{s.stem}.stats.json" for s in shards]
+            duplicates = [work / f"{s.stem}.duplicates.json" for s in shards]
             for shard, mask, summary in zip(shards, masks, summaries):
                 stage_scan(args, shard, mask, summary)
-            stage_plan(args, summaries, work / "plan.json")
-            for shard, mask, stat in zip(shards, masks, stats):
-                stage_encode(args, encoder, shard, mask, work / "plan.json", work / "encoded", stat)
+            stage_plan(args, summaries, masks, duplicates, work / "plan.json")
+            for shard, mask, dups, stat in zip(shards, masks, duplicates, stats):
+                stage_encode(args, encoder, shard, mask, work / "plan.json", dups, work / "encoded", stat)
             stage_finalize(args, shards, summaries, stats, work / "plan.json", work / "encoded", encoder.renderer.tokenizer)
         write_build_info(args.output_dir, started, sys.argv)
 

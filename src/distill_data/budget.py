@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
 from .dataset import SplitWriters, build_manifest, write_build_info
-from .encode import DROP_DUPLICATE_CONTENT, EncodedExample, Example, ExampleEncoder, record_many, rows_to_table
+from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example,
+                     ExampleEncoder, record_many, rows_to_table)
 from .io import SourceError
 from .schema import SPLITS
 from .stats import DatasetStats
@@ -42,7 +43,17 @@ DROP_SAMPLES_PER_REASON = 5
 DROP_DUPLICATE_ID = "duplicate_id"
 # Reasons the driver itself gives, whatever the source.
 DRIVER_DROP_REASONS = (DROP_DUPLICATE_CONTENT, DROP_DUPLICATE_ID)
+# The order the driver tests an example (the drops whose category is known, for
+# `drops_by_category`): duplicate content, then encoding, then a repeated id.
+DRIVER_DROP_STAGES = (DROP_DUPLICATE_CONTENT, (DROP_ENCODING_ERROR, DROP_TOO_LONG), DROP_DUPLICATE_ID)
+# Sampling decisions by design, never a warning.
+SAMPLING_REASONS = ("english_target",)
 OUTPUT_ROOT = "/data/distillation_1"
+
+
+class TargetError(ValueError):
+    """A target cannot be met, or the build would write an empty dataset: the message gives
+    the numbers and the config keys to change. Nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Drop:
 
     reason: str
     detail: str = ""
+    categories: dict | None = None  # the row's category fields, when known (drops by category)
 
 
 Candidate = Union[Example, str, Drop]
@@ -106,6 +118,8 @@ class BudgetSource(ABC):
     drop_reasons: Sequence[str]    # every reason this source (and the encoder) can give
     position_name = "row"          # positions count parquet rows (0-based) or lines (1-based)
     rows_meaning = "rows of the input files"
+    # What to change when the build would have no train rows (see ``check_not_empty``).
+    empty_hint = "check the input folder and the builder's filters; common.train_frac sets the validation share"
 
     def __init__(self, files: Sequence[str | os.PathLike]):
         self.files = [Path(p) for p in files]
@@ -125,6 +139,9 @@ class BudgetSource(ABC):
     def manifest_extra(self) -> dict:
         """Source-specific manifest keys (e.g. a sampling plan)."""
         return {}
+
+    def on_written(self, row: EncodedExample) -> None:
+        """Called for every row written, in read order (e.g. to report a target as realised)."""
 
     def write_extra_files(self, dataset_dir: Path) -> None:
         """Source-specific files next to the manifest (e.g. the shard order)."""
@@ -192,13 +209,16 @@ class _Run:
             self.rows_read[batch.file] += 1
             self.stats.accounting.rows_read += 1
             if isinstance(item, Example):
-                item = next(encoded)
+                example, item = item, next(encoded)
+                if isinstance(item, str):  # encoding_error, too_long
+                    item = Drop(item, categories=self._categories(example))
             if isinstance(item, EncodedExample) and item.example.id in self.written_ids:
-                item = Drop(DROP_DUPLICATE_ID, item.example.id)
+                item = Drop(DROP_DUPLICATE_ID, item.example.id, self._categories(item.example))
             if not isinstance(item, EncodedExample):
                 self._drop(item, batch, i)
                 continue
             self.written_ids.add(item.example.id)
+            self.source.on_written(item)
             kept[item.split].append(item)
             self.total_tokens += item.total_tokens
             if self.total_tokens >= self.target:
@@ -219,16 +239,19 @@ class _Run:
         if not isinstance(item, Example) or item.content is None:
             return item
         if item.content in self.seen_content:
-            return Drop(DROP_DUPLICATE_CONTENT, item.id)
+            return Drop(DROP_DUPLICATE_CONTENT, item.id, self._categories(item))
         self.seen_content.add(item.content)
         return item
+
+    def _categories(self, example: Example) -> dict:
+        return {name: example.source.get(name) for name in self.source.category_fields}
 
     def _drop(self, item: str | Drop, batch: Batch, i: int) -> None:
         reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
         if reason not in self.source.drop_reasons and reason not in DRIVER_DROP_REASONS:
             raise RuntimeError(f"{self.source.builder}: drop reason {reason!r} is not one of "
                                f"{list(self.source.drop_reasons)} (a bug in the builder)")
-        self.stats.accounting.drop(reason)
+        self.stats.drop(reason, item.categories if isinstance(item, Drop) else None)
         sample = self.samples.setdefault(reason, [])
         if len(sample) < DROP_SAMPLES_PER_REASON:
             where = {"file": str(self.source.files[batch.file]), self.source.position_name: batch.positions[i]}
@@ -269,11 +292,13 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
                 log_progress(run, started)
         finally:
             batches.close()  # lets the source close its files when the budget stopped it early
+        check_not_empty(run, dataset)
         files = run.writers.close()
         manifest = build_manifest(
             dataset=dataset, builder=source.builder, params=params.to_dict(),
             tokenizer=encoder.renderer.tokenizer,
             inputs=source.describe_inputs(run.rows_read, run.stop), stats=run.stats, files=files,
+            dataset_dir=scratch, drop_stages=DRIVER_DROP_STAGES, sampling_reasons=SAMPLING_REASONS,
             extra={
                 "budget": run.budget_report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
@@ -287,6 +312,18 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
         write_json(scratch / "manifest.json", manifest)
     log_summary(manifest)
     return manifest
+
+
+def check_not_empty(run: _Run, dataset: str) -> None:
+    """A dataset without train rows is useless to a trainer: stop, giving the numbers."""
+    acc = run.stats.accounting
+    if acc.written["train"]:
+        return
+    drops = ", ".join(f"{reason} {n}" for reason, n in sorted(acc.drops.items())) or "none"
+    raise TargetError(
+        f"{dataset}: the build would write 0 train rows (rows read {acc.rows_read}, written: train 0, "
+        f"validation {acc.written['validation']}; dropped: {drops}); nothing was written. "
+        f"{run.source.empty_hint}")
 
 
 def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:

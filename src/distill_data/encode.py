@@ -36,7 +36,8 @@ class Example:
     group: str = ""
     # ``hashing.content_digest`` of the normalized prompt and answer, for `duplicate_content`.
     content: bytes | None = None
-    # Earlier turns of a chat thread, before `prompt`: (user, assistant final) pairs.
+    # Earlier turns of a chat thread, before `prompt`: (user, assistant final) pairs, rendered
+    # before it (``HarmonyRenderer.render_batch_with_history``); never labelled.
     history: tuple[tuple[str, str], ...] = ()
 
 
@@ -94,7 +95,7 @@ class ExampleEncoder:
 
     def encode(self, examples: Sequence[Example]) -> list[EncodedExample | str]:
         histories = [e.history for e in examples] if any(e.history for e in examples) else None
-        columns = self.renderer.render_columns(
+        columns = self.renderer.render_columns(  # chat threads: earlier turns before the prompt
             [e.prompt for e in examples], [e.reasoning for e in examples], [e.final for e in examples], histories
         )
         too_long = (columns.lengths > self.max_seq_len).tolist()

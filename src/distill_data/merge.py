@@ -159,6 +159,10 @@ def open_input(name: str, directory: Path) -> MixInput:
             files[split].append(path)
             rows[split] += _check_part_file(name, path, entry.get("rows"))
         _check_no_unlisted_files(name, directory / split, files[split])
+    if not rows["train"]:  # an empty input, or one the trainer would never see
+        raise MergeError(f"input {name}: {directory} has no train rows (train 0, validation {rows['validation']}); "
+                         f"rebuild it (its manifest's accounting says where the rows went) or leave {name} "
+                         "out of merge.inputs")
     return MixInput(name, directory, manifest, sha256_file(manifest_path), files, rows)
 
 

@@ -1,7 +1,9 @@
 """One Harmony renderer for every builder.
 
-An example is rendered as: system (default content, reasoning effort, no date) + user prompt
-+ optional assistant `analysis` + assistant `final` ending in `<|return|>`: byte for byte what
+An example is rendered as: system (default content, reasoning effort, no date) + (for a chat
+thread: its earlier turns, each a user message and an assistant `final` message ending in
+`<|end|>`) + user prompt + optional assistant `analysis` + assistant `final` ending in
+`<|return|>`: byte for byte what
 ``render_conversation_for_training(conv, RenderConversationConfig(auto_drop_analysis=False))``
 produces. For speed the tokens are assembled here from the fixed special-token frames plus
 ``encode_ordinary`` of each text (text is never parsed for special tokens); the frames are
@@ -195,7 +197,7 @@ class HarmonyRenderer:
 
     def _self_check(self) -> None:
         probe = ("Say <|end|> twice.", "The user wants <|start|>assistant text.", "<|return|> done")
-        history = (("Earlier <|end|> question", "Earlier <|return|> answer"), ("Again?", "Yes."))
+        history = (("First <|message|> question", "First answer <|end|>"), ("Then?", "<|return|> more"))
         for reasoning, turns in ((probe[1], ()), ("", ()), (probe[1], history), ("", history[:1])):
             got = self.render(probe[0], reasoning, probe[2], turns)
             want = reference_render(self.tokenizer, probe[0], reasoning, probe[2], self.effort, turns)
@@ -222,6 +224,17 @@ class HarmonyRenderer:
         """Render many examples; an example that fails to encode yields its exception instead."""
         columns = self.render_columns(prompts, reasonings, finals, histories)
         return [columns.errors[i] if i in columns.errors else columns.row(i) for i in range(len(columns))]
+
+    def render_with_history(self, history: Sequence[tuple[str, str]], prompt: str, reasoning: str,
+                            final: str) -> Rendered:
+        """``render`` with the earlier (user, assistant final) turns of a thread before `prompt`
+        (clean texts); only the last reply is labelled."""
+        return self.render(prompt, reasoning, final, history)
+
+    def render_batch_with_history(self, histories: Sequence[Sequence[tuple[str, str]]], prompts: Sequence[str],
+                                  reasonings: Sequence[str], finals: Sequence[str]) -> list[Rendered | Exception]:
+        """``render_batch`` for examples with earlier turns (an empty history renders as ``render``)."""
+        return self.render_batch(prompts, reasonings, finals, histories)
 
     def render_columns(self, prompts: Sequence[str], reasonings: Sequence[str], finals: Sequence[str],
                        histories: Sequence[Sequence[tuple[str, str]]] | None = None) -> RenderedColumns:

@@ -86,6 +86,18 @@ def has_tools(tools) -> bool:
     return bool(tools)
 
 
+def is_tool_row(obj: dict) -> bool:
+    """A tool row (CONTRACT.md) holds a tool trajectory, whatever its `tools` says: `tools` is
+    non-empty, or a message has non-empty `tool_calls`, or a message has the role `tool`."""
+    if has_tools(obj.get("tools")):
+        return True
+    messages = obj.get("messages")
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, dict) and (m.get("role") == "tool" or has_tools(m.get("tool_calls")))
+               for m in messages)
+
+
 def content_key(obj: dict) -> str:
     """A stable id for a row without `uuid` (the high files): a hash of its conversation,
     independent of key order and of keys left out or set to null."""
@@ -107,7 +119,7 @@ def candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
     assistants = messages_with_role(obj, "assistant")
     if not assistants:
         return DROP_NO_ASSISTANT_MESSAGE
-    if drop_tool_rows and has_tools(obj.get("tools")):
+    if drop_tool_rows and is_tool_row(obj):
         return DROP_TOOL_ROW
     prompt = clean_text(users[0].get("content"))
     if not prompt:

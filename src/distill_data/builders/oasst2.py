@@ -1,16 +1,29 @@
 """OpenAssistant/oasst2 → `helpfulness_oasst2_15m`: the source-specific parts.
 
-One example per assistant reply that passes the filters: reviewed, not deleted, the best of its
-siblings (rank 0, or null for unranked replies; switchable), with a parent prompter message
-found through `parent_id`. Prompt = the parent's text, final = the reply. English replies are
-all kept and the others downsampled by the hash rule (salt `lang`) so that English is at least
-`english_frac`; `lang` must be exactly `en` to count as English (`pt-BR`, `uk-UA`, … do not).
+One example per prompter message that has an acceptable reply, with the conversation before it.
 
-The rows of this dataset are assistant replies: prompter messages are only looked up as
-parents and are counted apart. The source is small (135k messages), so it is read twice: a
-first pass keeps what the filters and the English plan need (flags of every reply, text of
-every prompter, no reply text); the second streams the replies in read order (sorted file
-paths, then row order) to the budget driver.
+- A message is *acceptable* when `review_result` is true, `deleted` is not true and its text is
+  not empty. A reply is a candidate when it is acceptable, its parent is a prompter message,
+  and every message above it (that prompter, and the whole thread up to the root) is
+  acceptable too; a failing ancestor drops every reply below it (`bad_ancestor`).
+- Of a prompter's candidate replies, one is the example (`require_rank_zero`, the default):
+  the lowest `rank`; unranked replies count only when no candidate sibling is ranked, and
+  then the one with the smallest `u(message_id, seed, "best")` is taken (the same hash breaks
+  a tie of ranks). The others are `not_best_reply`. With `require_rank_zero: false` every
+  candidate reply is an example (several per prompt).
+- The prompt is the whole thread from the root to that prompter message: earlier prompter
+  messages as user turns and the replies on the path as assistant `final` turns
+  (``Example.history``); only the last reply is labelled. `include_history: false` keeps only
+  the prompter message (the single-turn form of the original builds).
+- English is the thread's root language (`lang` exactly `en`: `pt-BR`, `uk-UA`, … are not).
+  English examples are all kept and the others downsampled by the hash rule (salt `lang`) so
+  that English is at least `english_frac` on average; an unreachable target stops the build.
+
+The rows of this dataset are assistant replies (each one is an example or dropped under one
+reason); prompter messages are counted apart. The source is small (135k messages), so it is
+read twice: a first pass keeps the thread structure (flags of every message, text of every
+prompter and of every reply that has a follow-up), the second streams the replies in read
+order (sorted file paths, then row order) to the budget driver.
 """
 
 from __future__ import annotations
@@ -41,64 +54,99 @@ ENGLISH = "en"
 DROP_MISSING_ID = "missing_id"
 DROP_NOT_REVIEWED = "not_reviewed"      # review_result not true (false or null)
 DROP_DELETED = "deleted"
-DROP_NOT_BEST_RANK = "not_best_rank"    # rank other than 0 or null
 DROP_ORPHAN_REPLY = "orphan_reply"      # no parent_id, parent missing, or parent not a prompter
+DROP_BAD_ANCESTOR = "bad_ancestor"      # a message above it (its prompt included) is not
+                                        # acceptable, missing, or the thread does not alternate
 DROP_EMPTY_PROMPT = "empty_prompt"
 DROP_EMPTY_ANSWER = "empty_answer"
+DROP_NOT_BEST_REPLY = "not_best_reply"  # a sibling reply is the prompt's example
 DROP_ENGLISH_TARGET = "english_target"
-DROP_REASONS = (DROP_MISSING_ID, DROP_NOT_REVIEWED, DROP_DELETED, DROP_NOT_BEST_RANK, DROP_ORPHAN_REPLY,
-                DROP_EMPTY_PROMPT, DROP_EMPTY_ANSWER, DROP_ENGLISH_TARGET, DROP_ENCODING_ERROR, DROP_TOO_LONG)
+DROP_REASONS = (DROP_MISSING_ID, DROP_NOT_REVIEWED, DROP_DELETED, DROP_ORPHAN_REPLY, DROP_BAD_ANCESTOR,
+                DROP_EMPTY_PROMPT, DROP_EMPTY_ANSWER, DROP_NOT_BEST_REPLY, DROP_ENGLISH_TARGET,
+                DROP_ENCODING_ERROR, DROP_TOO_LONG)
 
 PLAN_TEXT_COLUMNS = ("message_id", "parent_id", "role", "text", "lang")
 PLAN_COLUMNS = PLAN_TEXT_COLUMNS + ("review_result", "deleted", "rank")
 REPLY_COLUMNS = ("message_id", "parent_id", "role", "text", "lang", "message_tree_id")
+PROMPTER, ASSISTANT = "prompter", "assistant"
 
 
 @dataclass(frozen=True)
 class Oasst2Params(budget.BudgetParams):
     target_total_tokens: int = 15_000_000
     english_frac: float = 0.90
+    # One example per prompt: its best reply (see the module docstring); false: every
+    # candidate reply is an example.
     require_rank_zero: bool = True
+    # The earlier turns of the thread before the prompt; false: the prompter message alone.
+    include_history: bool = True
+
+
+class Message(NamedTuple):
+    """What the first pass keeps of one message."""
+
+    parent: str
+    role: str
+    reviewed: bool           # review_result is true
+    deleted: bool            # deleted is true
+    text: str                # clean; "" when empty (and, after the first pass, for replies
+                             # that nothing follows: their text is read in the second pass)
+    lang: str
+    rank: float | None
+
+    @property
+    def acceptable(self) -> bool:
+        return self.reviewed and not self.deleted
 
 
 class Reply(NamedTuple):
-    """What the first pass keeps of one assistant reply (no text)."""
+    """The first pass's verdict on one assistant reply (no text)."""
 
     message_id: str
-    verdict: str | None      # the filter that drops it, or None
-    english: bool
+    verdict: str | budget.Drop | None   # why it is dropped, or None: an example candidate
+    english: bool                        # the thread's root language is English
+
+
+class Thread(NamedTuple):
+    """A prompter message's place in its thread: the messages from the root down to it, or why
+    replies to it cannot be examples."""
+
+    path: tuple[str, ...]                # root … prompter message ids
+    problem: budget.Drop | None
 
 
 # --- filters and plan ------------------------------------------------------------------------
 
-def is_best_rank(rank) -> bool:
-    """Rank 0, or no rank (unranked replies; NaN where a copy went through pandas)."""
-    return rank is None or (isinstance(rank, float) and math.isnan(rank)) or rank == 0
+def rank_value(rank) -> float | None:
+    """The rank as a number, or None when unranked (null, or NaN where a copy went through pandas)."""
+    if rank is None or (isinstance(rank, float) and math.isnan(rank)):
+        return None
+    return float(rank)
 
 
-def reply_drop(message_id: str, parent_id: str, review_result, deleted, rank, answer: str,
-               prompter_texts: dict, require_rank_zero: bool) -> str | None:
-    """The first filter a reply fails, or None (texts already clean)."""
+def own_problem(message_id: str, reviewed: bool, deleted: bool) -> str | None:
+    """The first of the reply's own flags that fails, or None."""
     if not message_id:
         return DROP_MISSING_ID
-    if review_result is not True:
+    if not reviewed:
         return DROP_NOT_REVIEWED
-    if deleted is True:
+    if deleted:
         return DROP_DELETED
-    if require_rank_zero and not is_best_rank(rank):
-        return DROP_NOT_BEST_RANK
-    if not parent_id or parent_id not in prompter_texts:
-        return DROP_ORPHAN_REPLY
-    if not prompter_texts[parent_id]:
-        return DROP_EMPTY_PROMPT
-    if not answer:
-        return DROP_EMPTY_ANSWER
     return None
 
 
+def best_reply(candidates: Sequence[tuple[str, float | None]], seed: int) -> str:
+    """The example among a prompt's candidate replies, given as (message_id, rank): the lowest
+    rank; unranked replies only when none is ranked; ties and unranked ones by the smallest
+    u(message_id, seed, "best")."""
+    ranked = [c for c in candidates if c[1] is not None]
+    pool = ranked or candidates
+    return min(pool, key=lambda c: (c[1] if ranked else 0.0, unit_hash(c[0], seed, "best"), c[0]))[0]
+
+
 def english_keep_rate(english: int, other: int, english_frac: float) -> float:
-    """Share of non-English replies to keep so that English is at least `english_frac` of
-    the replies that pass the filters: min(1, E(1-f) / (f X))."""
+    """Share of non-English examples to keep so that English is at least `english_frac` of
+    the examples that pass the filters: min(1, E(1-f) / (f X))."""
     if other == 0 or english_frac <= 0:
         return 1.0
     return min(1.0, english * (1 - english_frac) / (english_frac * other))
@@ -123,44 +171,148 @@ class Oasst2Source(budget.CountedSource):
     category_fields = CATEGORY_FIELDS
     drop_reasons = DROP_REASONS
     rows_meaning = "assistant replies (prompter messages are not rows of this dataset: see messages)"
+    empty_hint = ("check chat.input_dir, or lower chat.english_frac (--english-frac); "
+                  "common.train_frac sets the validation share")
 
     def __init__(self, files: Sequence[str | Path], english_frac: float, require_rank_zero: bool,
-                 seed: int, batch_size: int = 4096):
+                 seed: int, batch_size: int = 4096, include_history: bool = True):
         super().__init__(sorted(str(f) for f in files))
         self.english_frac, self.require_rank_zero, self.seed = english_frac, require_rank_zero, seed
+        self.include_history = include_history
         self.messages = [Counter() for _ in self.files]   # per file: role -> messages
-        self.prompter_texts: dict[str, str] = {}
-        raw_replies = [list(self._scan(index, path, batch_size)) for index, path in enumerate(self.files)]
-        self.replies = [[self._judge(r) for r in replies] for replies in raw_replies]
+        self.nodes: dict[str, Message] = {}
+        reply_ids = [list(self._scan(index, path, batch_size)) for index, path in enumerate(self.files)]
+        self._forget_leaf_texts()
+        self.threads: dict[str, Thread] = {}
+        self.replies = self._judge(reply_ids)
         self.plan = self._plan()
+        self.written = {"rows": Counter(), "total_tokens": Counter(), "assistant_tokens": Counter()}
+        self.per_prompt: Counter = Counter()
+        self.turns: Counter = Counter()
 
-    # pass 1: prompter texts and the flags of every reply
-    def _scan(self, index: int, path: Path, batch_size: int) -> Iterator[tuple]:
+    # pass 1: the thread structure
+    def _scan(self, index: int, path: Path, batch_size: int) -> Iterator[str]:
         check_flag_types(path, open_parquet(path, PLAN_COLUMNS).schema_arrow)
         for cols in iter_parquet_columns(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
             for mid, parent, role, text, lang, reviewed, deleted, rank in zip(*(cols[c] for c in PLAN_COLUMNS)):
-                role = clean_text(role)
-                self.messages[index][role if role in ("prompter", "assistant") else "other"] += 1
-                if role == "prompter":
-                    if clean_text(mid):
-                        self.prompter_texts[clean_text(mid)] = clean_text(text)
-                elif role == "assistant":
-                    # the parent may come later in the file (rows are not in tree order):
-                    # judge once every file is read
-                    yield (clean_text(mid), clean_text(parent), reviewed, deleted, rank,
-                           bool(clean_text(text)), clean_text(lang) == ENGLISH)
+                role, mid = clean_text(role), clean_text(mid)
+                self.messages[index][role if role in (PROMPTER, ASSISTANT) else "other"] += 1
+                if mid and mid not in self.nodes:  # a repeated id keeps its first row
+                    self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True,
+                                              clean_text(text), clean_text(lang), rank_value(rank))
+                if role == ASSISTANT:
+                    yield mid
 
-    def _judge(self, raw: tuple) -> Reply:
-        mid, parent, reviewed, deleted, rank, has_answer, english = raw
-        verdict = reply_drop(mid, parent, reviewed, deleted, rank, "x" if has_answer else "",
-                             self.prompter_texts, self.require_rank_zero)
-        return Reply(mid, verdict, english)
+    def _forget_leaf_texts(self) -> None:
+        """Keep the text of prompters and of replies that something follows (they are history);
+        a reply's own text is read again in the second pass."""
+        followed = {m.parent for m in self.nodes.values() if m.role == PROMPTER and m.parent}
+        for mid, m in self.nodes.items():
+            if m.role == ASSISTANT and mid not in followed and m.text:
+                self.nodes[mid] = m._replace(text="x")  # "not empty" is all the first pass needs
+
+    def thread(self, prompter: str) -> Thread:
+        """The thread above a prompter message (memoized: threads share their upper part)."""
+        known = self.threads.get(prompter)
+        if known is not None:
+            return known
+        chain, node = [], prompter   # walk up to the root or to a known thread
+        while node and node not in self.threads and node not in chain:
+            chain.append(node)
+            message = self.nodes.get(node)
+            if message is None or message.role != PROMPTER or not message.parent:
+                break
+            reply = self.nodes.get(message.parent)
+            if reply is None or reply.role != ASSISTANT:
+                break
+            node = reply.parent
+        above = self.threads.get(node) if node not in chain else None
+        for mid in reversed(chain):
+            above = self._extend(mid, above)
+            self.threads[mid] = above
+        return self.threads[prompter]
+
+    def _extend(self, prompter: str, above: Thread | None) -> Thread:
+        """The thread of `prompter` from the thread of the prompter above it (None: none known)."""
+        message = self.nodes.get(prompter)
+        if message is None:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"message {prompter} is missing"))
+        if message.role != PROMPTER:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"message {prompter} is a {message.role or 'no-role'} "
+                                                             "message where a prompt should be"))
+        if not message.acceptable:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"prompt {prompter} is not reviewed or is deleted"))
+        if not message.parent:
+            return Thread((prompter,), None)   # the root
+        reply = self.nodes.get(message.parent)
+        if reply is None:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"reply {message.parent} above {prompter} is missing"))
+        if reply.role != ASSISTANT:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"the thread does not alternate at {prompter}"))
+        if not reply.acceptable or not reply.text:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"reply {message.parent} above {prompter} is "
+                                                             "not reviewed, deleted or empty"))
+        if above is None:   # a cycle, or the walk stopped at a missing prompt
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"the thread above {prompter} is broken"))
+        if above.problem is not None:
+            return Thread((), above.problem)
+        if not self.nodes[above.path[-1]].text:
+            return Thread((), budget.Drop(DROP_BAD_ANCESTOR, f"prompt {above.path[-1]} above {prompter} is empty"))
+        return Thread(above.path + (message.parent, prompter), None)
+
+    def _judge(self, reply_ids: list[list[str]]) -> list[list[Reply]]:
+        verdicts: dict[int, str | budget.Drop | None] = {}
+        candidates: dict[str, list[tuple[str, float | None]]] = {}
+        flat = [(f, i, mid) for f, ids in enumerate(reply_ids) for i, mid in enumerate(ids)]
+        for n, (_, _, mid) in enumerate(flat):
+            verdicts[n] = verdict = self._reply_problem(mid)
+            if verdict is None:
+                candidates.setdefault(self.nodes[mid].parent, []).append((mid, self.nodes[mid].rank))
+        best = {parent: best_reply(c, self.seed) for parent, c in candidates.items()}
+        replies: list[list[Reply]] = [[] for _ in reply_ids]
+        for n, (f, _, mid) in enumerate(flat):
+            verdict, english = verdicts[n], False
+            if verdict is None:
+                parent = self.nodes[mid].parent
+                if self.require_rank_zero and best[parent] != mid:
+                    verdict = budget.Drop(DROP_NOT_BEST_REPLY, f"{best[parent]} is the reply to {parent}")
+                english = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
+            replies[f].append(Reply(mid, verdict, english))
+        return replies
+
+    def _reply_problem(self, mid: str) -> str | budget.Drop | None:
+        message = self.nodes.get(mid)
+        if message is None:
+            return DROP_MISSING_ID
+        if message.role != ASSISTANT:   # a repeated id whose first row was not this reply
+            return budget.Drop(DROP_ORPHAN_REPLY, f"id {mid} is also a {message.role or 'no-role'} message")
+        problem = own_problem(mid, message.reviewed, message.deleted)
+        if problem is not None:
+            return problem
+        parent = self.nodes.get(message.parent) if message.parent else None
+        if parent is None or parent.role != PROMPTER:
+            return DROP_ORPHAN_REPLY
+        thread = self.thread(message.parent)
+        if thread.problem is not None:
+            return thread.problem
+        if not parent.text:
+            return DROP_EMPTY_PROMPT
+        if not message.text:
+            return DROP_EMPTY_ANSWER
+        return None
 
     def _plan(self) -> dict:
         passing = Counter(r.english for replies in self.replies for r in replies if r.verdict is None)
-        keep = english_keep_rate(passing[True], passing[False], self.english_frac)
-        return {"english_frac": self.english_frac, "passing_english": passing[True],
-                "passing_other": passing[False], "non_en_keep": keep, "seed": self.seed}
+        english, other = passing[True], passing[False]
+        if self.english_frac > 0 and other and not english:
+            raise budget.TargetError(
+                f"the chat English target cannot be met: english_frac is {self.english_frac}, but none of the "
+                f"{other} examples that pass the filters has an English thread (root lang 'en'), so every one "
+                "would be dropped; set chat.english_frac (--english-frac) to 0 to keep them")
+        keep = english_keep_rate(english, other, self.english_frac)
+        return {"english_frac": self.english_frac, "passing_english": english,
+                "passing_other": other, "non_en_keep": keep, "seed": self.seed,
+                "language_of": "the thread's root message"}
 
     @property
     def file_rows(self) -> Sequence[int]:
@@ -187,24 +339,42 @@ class Oasst2Source(budget.CountedSource):
                 if items:
                     yield budget.Batch(index, positions, items)
 
-    def _candidate(self, reply: Reply, row: dict) -> Example | str:
+    def _candidate(self, reply: Reply, row: dict) -> Example | str | budget.Drop:
         if reply.verdict:
             return reply.verdict
         if not reply.english and unit_hash(reply.message_id, self.seed, "lang") > self.plan["non_en_keep"]:
             return DROP_ENGLISH_TARGET
         parent = clean_text(row["parent_id"])
+        path = self.thread(parent).path   # root, reply, prompt, reply, …, parent
+        history = ()
+        if self.include_history:
+            history = tuple((self.nodes[u].text, self.nodes[a].text) for u, a in zip(path[:-1:2], path[1:-1:2]))
+        prompt, final = self.nodes[parent].text, clean_text(row["text"])
+        shown = [text for turn in history for text in turn] + [prompt]
         return Example(
             key=reply.message_id,
             id=f"{ID_PREFIX}:{reply.message_id}",
             source={"dataset": DATASET_HF, "message_id": reply.message_id, "parent_id": parent,
                     "message_tree_id": clean_text(row["message_tree_id"]) or None,
                     "lang": clean_text(row["lang"]) or None},
-            prompt=self.prompter_texts[parent],
+            prompt=prompt,
             reasoning="",
-            final=clean_text(row["text"]),
+            final=final,
             group=clean_text(row["message_tree_id"]),  # one thread on one side of the split
-            content=content_digest(normalize_text(self.prompter_texts[parent]), normalize_text(row["text"])),
+            # the whole conversation shown, and the reply
+            content=content_digest("\x00".join(normalize_text(t) for t in shown), normalize_text(final)),
+            history=history,
         )
+
+    def on_written(self, row) -> None:
+        """Tally a written row: the English target as realised, examples per prompt, turns."""
+        parent = row.example.source["parent_id"]
+        english = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
+        for measure, value in (("rows", 1), ("total_tokens", row.total_tokens),
+                               ("assistant_tokens", row.assistant_tokens)):
+            self.written[measure][english] += value
+        self.per_prompt[parent] += 1
+        self.turns[len(row.example.history) + 1] += 1
 
     def describe_inputs(self, rows_read, stop):
         inputs = super().describe_inputs(rows_read, stop)
@@ -217,17 +387,33 @@ class Oasst2Source(budget.CountedSource):
         total = Counter()
         for counts in self.messages:
             total.update(counts)
+        realised = {}
+        for measure, counts in self.written.items():
+            whole = counts[True] + counts[False]
+            realised[measure] = {"english": counts[True], "total": whole,
+                                 "english_share": round(counts[True] / whole, 6) if whole else None}
         return {
             "english_plan": self.plan,
+            "english_target": {
+                "target_english_frac": self.english_frac,
+                "realised": realised,
+                "meaning": "English = the thread's root message has lang 'en'; non-English examples are "
+                           "kept with probability non_en_keep, so the target holds on average over the "
+                           "examples that pass the filters (a budget cut takes a random-like prefix)",
+            },
             "messages": {"total": sum(total.values()), "assistant": total["assistant"],
                          "other_roles": total["other"]},
             "prompter_messages": total["prompter"],
+            "examples_per_prompt": {"prompts": len(self.per_prompt),
+                                    "max": max(self.per_prompt.values(), default=0)},
+            "turns_per_example": {str(k): v for k, v in sorted(self.turns.items())},
         }
 
 
 def build(input_dir: str | Path, output_dir: str | Path, encoder: ExampleEncoder, params: Oasst2Params,
           dataset: str = "helpfulness_oasst2_15m", batch_size: int = 4096) -> dict:
     files = budget.find_input_files(input_dir, "*.parquet", "oasst2 input folder", recursive=True)
-    source = Oasst2Source(files, params.english_frac, params.require_rank_zero, params.seed, batch_size)
+    source = Oasst2Source(files, params.english_frac, params.require_rank_zero, params.seed, batch_size,
+                          params.include_history)
     return budget.build(source, encoder, params, dataset=dataset, dataset_dir=Path(output_dir),
                         batch_size=batch_size)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections import Counter
@@ -22,14 +21,16 @@ import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 
-from ..dataset import SplitWriters, build_manifest
-from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many, rows_to_table, token_columns
-from ..hashing import unit_hash
+from ..dataset import SplitWriters, build_manifest, require_train_rows
+from ..encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many,
+                      rows_to_table, token_columns)
+from ..hashing import content_digest, unit_hash
 from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
 from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
 from ..writer import assembled_aside, write_json, write_parquet
+from .synth_check import DROP_NO_RESULT_STATED, DROP_RESULT_MISMATCH, check_result
 
 log = logging.getLogger("distill_data")
 
@@ -44,18 +45,26 @@ DROP_MISSING_ID = "missing_id"
 DROP_MISSING_QUERY = "missing_query"
 DROP_EMPTY_ANSWER = "empty_answer"
 DROP_FAILED_MAX_ATTEMPTS = "failed_max_attempts"
-DROP_RESULT_MISMATCH = "result_mismatch"
 DROP_MEMORIZATION_CAP = "memorization_cap"
 DROP_ENGLISH_TARGET = "english_target"
 DROP_GLOBAL_KEEP = "global_keep"
 DROP_REASONS = (DROP_MISSING_ID, DROP_MISSING_QUERY, DROP_EMPTY_ANSWER, DROP_FAILED_MAX_ATTEMPTS,
-                DROP_RESULT_MISMATCH, DROP_MEMORIZATION_CAP, DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP,
-                DROP_ENCODING_ERROR, DROP_TOO_LONG)
+                DROP_RESULT_MISMATCH, DROP_NO_RESULT_STATED, DROP_DUPLICATE_CONTENT, DROP_MEMORIZATION_CAP,
+                DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP, DROP_ENCODING_ERROR, DROP_TOO_LONG)
 
 SCAN_COLUMNS = ("synth_id", "language", "exercise", "query", "synthetic_answer", "constraints")
 ENCODE_COLUMNS = ("synth_id", "language", "exercise", "query", "query_seed_text", "constraints",
                   "synthetic_reasoning", "synthetic_answer")
-MASK_SCHEMA = pa.schema([("quality_drop", pa.string()), ("memorization", pa.bool_()), ("english", pa.bool_())])
+# Per row: the quality verdict, the plan's categories, and (rows passing quality only) the
+# content digest that `duplicate_content` is decided on.
+MASK_SCHEMA = pa.schema([("quality_drop", pa.string()), ("memorization", pa.bool_()), ("english", pa.bool_()),
+                         ("content", pa.binary(16))])
+# Reasons that are sampling decisions by design, not filters: never a warning.
+SAMPLING_REASONS = (DROP_MEMORIZATION_CAP, DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP)
+# The order the reasons are tested in (result_mismatch / no_result_stated are one test).
+DROP_STAGES = (DROP_MISSING_ID, DROP_MISSING_QUERY, DROP_EMPTY_ANSWER, DROP_FAILED_MAX_ATTEMPTS,
+               (DROP_RESULT_MISMATCH, DROP_NO_RESULT_STATED), DROP_DUPLICATE_CONTENT, DROP_MEMORIZATION_CAP,
+               DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP, (DROP_ENCODING_ERROR, DROP_TOO_LONG))
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class SynthParams:
     append_rag_sources: bool = False
     rows_per_file: int = 2000
     split_by: str = "group"
+    result_check: bool = True
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -81,52 +91,11 @@ class SynthParams:
 # --- quality filters -------------------------------------------------------------------------
 
 _RESULT = re.compile(r"^\s*result\s*:(.*)$", re.S | re.I)
-_BOLD = re.compile(r"\*\*(.+?)\*\*", re.S)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_OPTION_PREFIX = re.compile(r"^\s*\(?[A-Ja-j][.)]\s+")
-_THOUSANDS = re.compile(r"(?<=\d)[,\u202f\u00a0 ](?=\d{3}(?!\d))")
 
 
-def parse_number(text: str) -> tuple[float, int] | None:
-    """First number in `text` once markup, currency and thousands separators are gone:
-    (value, decimals shown)."""
-    text = text.replace("\u2212", "-").replace("*", "").replace("`", "")
-    text = re.sub(r"[$€£¥]", "", text)
-    text = _THOUSANDS.sub("", text)
-    text = re.sub(r"-\s+(?=\d)", "-", text)
-    match = _NUMBER.search(text)
-    if not match:
-        return None
-    token = match.group(0)
-    decimals = len(token.split(".")[1]) if "." in token else 0
-    return float(token), decimals
-
-
-def answer_number(answer: str) -> tuple[float, int] | None:
-    """The number an answer states as its result: in its last bold span that has a number
-    (`**Answer: -$195.45**`), else at the start of the answer (`B. 1`, `16020 pounds`)."""
-    for span in reversed(_BOLD.findall(answer)):
-        found = parse_number(span)
-        if found:
-            return found
-    first_line = answer.strip().splitlines()[0] if answer.strip() else ""
-    return parse_number(_OPTION_PREFIX.sub("", first_line))
-
-
-def result_matches(expected: str, answer: str) -> bool:
-    """Compare at the precision the answer shows (`0.33` matches `0.3333`)."""
-    want = parse_number(expected)
-    if want is None:
-        return True  # nothing numeric to check against
-    got = answer_number(answer)
-    if got is None:
-        return False
-    value, decimals = got
-    return math.isclose(round(want[0], decimals), value, rel_tol=1e-9, abs_tol=1e-9)
-
-
-def quality_drop(synth_id, query, answer, constraints) -> str | None:
-    """The first quality reason that drops a row, or None when it passes."""
+def quality_drop(synth_id, query, answer, constraints, exercise=None, result_check: bool = True) -> str | None:
+    """The first quality reason that drops a row, or None when it passes. The result check
+    (``synth_check.check_result``) runs when `result_check` is on."""
     if not clean_text(synth_id):
         return DROP_MISSING_ID
     if not clean_text(query):
@@ -139,42 +108,56 @@ def quality_drop(synth_id, query, answer, constraints) -> str | None:
         expected = match.group(1).strip()
         if "failed after maximum attempts" in expected.lower():
             return DROP_FAILED_MAX_ATTEMPTS
-        if not result_matches(expected, answer):
-            return DROP_RESULT_MISMATCH
+        if result_check:
+            return check_result(expected, answer, exercise=clean_text(exercise), query=clean_text(query))
     return None
 
 
 # --- scan ------------------------------------------------------------------------------------
 
-def scan_shard(path: Path, batch_size: int = 4096) -> tuple[pa.Table, dict]:
+def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True) -> tuple[pa.Table, dict]:
     """Per-row quality verdicts (the mask) and the counts the plan needs."""
     drops: list[str | None] = []
     memorization: list[bool] = []
     english: list[bool] = []
+    contents: list[bytes | None] = []
     for cols in iter_parquet_columns(path, SCAN_COLUMNS, batch_size, string_columns=SCAN_COLUMNS):
         for sid, lang, exercise, query, answer, constraints in zip(*(cols[c] for c in SCAN_COLUMNS)):
-            drops.append(quality_drop(sid, query, answer, constraints))
+            verdict = quality_drop(sid, query, answer, constraints, exercise, result_check)
+            drops.append(verdict)
             memorization.append(clean_text(exercise) == "memorization")
             english.append(clean_text(lang) == "en")
-    mask = pa.table([pa.array(drops, pa.string()), pa.array(memorization), pa.array(english)], schema=MASK_SCHEMA)
+            contents.append(content_of(query, answer) if verdict is None else None)
+    mask = pa.table([pa.array(drops, pa.string()), pa.array(memorization, pa.bool_()),
+                     pa.array(english, pa.bool_()), pa.array(contents, pa.binary(16))], schema=MASK_SCHEMA)
     passing = Counter((m, e) for d, m, e in zip(drops, memorization, english) if d is None)
     summary = {
         "shard": Path(path).name,
         "rows": len(drops),
         "bytes": Path(path).stat().st_size,
         "quality_drops": dict(sorted(Counter(d for d in drops if d).items())),
-        "passing": {
-            "memorization_english": passing[(True, True)],
-            "memorization_other": passing[(True, False)],
-            "other_english": passing[(False, True)],
-            "other_other": passing[(False, False)],
-        },
+        "passing": passing_counts(passing),
     }
     return mask, summary
 
 
-def write_scan(path: Path, mask_out: Path, summary_out: Path, batch_size: int) -> None:
-    mask, summary = scan_shard(path, batch_size)
+def content_of(query, answer) -> bytes:
+    """What `duplicate_content` compares: the normalized query and answer."""
+    return content_digest(normalize_text(query), normalize_text(answer))
+
+
+def passing_counts(passing: Counter) -> dict:
+    """{(memorization, english): rows} in the plan's four named cells."""
+    return {
+        "memorization_english": passing[(True, True)],
+        "memorization_other": passing[(True, False)],
+        "other_english": passing[(False, True)],
+        "other_other": passing[(False, False)],
+    }
+
+
+def write_scan(path: Path, mask_out: Path, summary_out: Path, batch_size: int, result_check: bool = True) -> None:
+    mask, summary = scan_shard(path, batch_size, result_check)
     Path(mask_out).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(mask, Path(mask_out))
     write_json(summary_out, summary)
@@ -205,19 +188,27 @@ def solve_rates(passing: dict, memorization_cap: float, english_frac: float) -> 
     return mem_keep, non_en_keep
 
 
-def make_plan(summaries: Sequence[dict], params: SynthParams) -> dict:
-    passing = Counter()
+def make_plan(summaries: Sequence[dict], params: SynthParams, duplicates: Counter | None = None) -> dict:
+    """Sampling rates from the rows that pass quality, less the `duplicate_content` rows
+    (`duplicates`: their counts by (memorization, english), from ``find_duplicates``)."""
+    passing, quality_drops = Counter(), Counter()
     for summary in summaries:
         passing.update(summary["passing"])
+        quality_drops.update(summary["quality_drops"])
+    removed = passing_counts(duplicates or Counter())
+    passing.subtract(removed)
     mem_keep, non_en_keep = solve_rates(passing, params.memorization_cap, params.english_frac)
+    check_targets(passing, mem_keep, non_en_keep, params, quality_drops)
     return {
         "passing_quality": dict(sorted(passing.items())),
+        "duplicate_content": sum(removed.values()),
         "memorization_cap": params.memorization_cap,
         "english_frac": params.english_frac,
         "mem_keep": mem_keep,
         "non_en_keep": non_en_keep,
         "global_keep": params.global_keep,
         "seed": params.seed,
+        "expected": expected_shares(passing, mem_keep, non_en_keep, params.global_keep),
     }
 
 
@@ -230,6 +221,99 @@ def sampling_drop(key: str, memorization: bool, english: bool, plan: dict) -> st
     if unit_hash(key, seed, "global") > plan["global_keep"]:
         return DROP_GLOBAL_KEEP
     return None
+
+
+# --- duplicates and targets (plan) ------------------------------------------------------------
+
+def find_duplicates(mask_paths: Sequence[Path]) -> tuple[list[list[int]], Counter]:
+    """`duplicate_content`: rows whose normalized query and answer equal an earlier row's, among
+    the rows that pass quality, in shard-list order then row order (the first is kept).
+
+    Returns each shard's duplicate rows (0-based, ascending) and their counts by
+    (memorization, english). Shards are encoded as separate jobs; deciding here, from all
+    scans, makes the result the same however the jobs are split. Memory: about 50 bytes per
+    passing row (16-byte digests, sorted with numpy)."""
+    digests, positions = [], []
+    categories = {}
+    for index, path in enumerate(mask_paths):
+        table = pq.read_table(path, columns=["content", "memorization", "english"])
+        content = table.column("content").combine_chunks()
+        valid = np.flatnonzero(content.is_valid().to_numpy(zero_copy_only=False))
+        if not len(valid):
+            continue
+        data = np.frombuffer(content.buffers()[1], dtype=">u8", count=2 * (content.offset + len(content)))
+        digests.append(data[2 * content.offset:].reshape(-1, 2)[valid])
+        positions.append((np.int64(index) << 32) | valid.astype(np.int64))  # read order, ascending
+        categories[index] = (table.column("memorization").to_numpy(zero_copy_only=False),
+                             table.column("english").to_numpy(zero_copy_only=False))
+    per_shard: list[list[int]] = [[] for _ in mask_paths]
+    removed: Counter = Counter()
+    if not digests:
+        return per_shard, removed
+    digest = np.concatenate(digests)
+    del digests
+    position = np.concatenate(positions)
+    del positions
+    order = np.lexsort((position, digest[:, 1], digest[:, 0]))  # by content, then read order
+    ordered = digest[order]
+    del digest
+    same = (ordered[1:, 0] == ordered[:-1, 0]) & (ordered[1:, 1] == ordered[:-1, 1])
+    del ordered
+    later = np.sort(position[order[1:][same]])  # every occurrence after the first of its content
+    for pos in later.tolist():
+        shard, row = pos >> 32, pos & 0xFFFFFFFF
+        per_shard[shard].append(row)
+        memorization, english = categories[shard]
+        removed[(bool(memorization[row]), bool(english[row]))] += 1
+    return per_shard, removed
+
+
+def expected_shares(passing: dict, mem_keep: float, non_en_keep: float, global_keep: float) -> dict:
+    """What the plan expects to keep (rows before encoding; the targets hold on average)."""
+    me, mo = passing["memorization_english"], passing["memorization_other"]
+    oe, oo = passing["other_english"], passing["other_other"]
+    memorization = (me + mo * non_en_keep) * mem_keep
+    english = me * mem_keep + oe
+    kept = memorization + oe + oo * non_en_keep
+    return {
+        "rows": kept * global_keep,
+        "memorization_share": memorization / kept if kept else None,
+        "english_share": english / kept if kept else None,
+    }
+
+
+def check_targets(passing: dict, mem_keep: float, non_en_keep: float, params: SynthParams,
+                  quality_drops: Counter | None = None) -> None:
+    """Stop when no row passes quality, or when the memorization cap and the English target
+    can only both hold by keeping nothing (e.g. a source of only memorization rows)."""
+    me, mo = passing["memorization_english"], passing["memorization_other"]
+    oe, oo = passing["other_english"], passing["other_other"]
+    total = me + mo + oe + oo
+    counts = (f"of the rows that pass the quality filters (duplicates excluded), {me + mo} are memorization and "
+              f"{oe + oo} not, {me + oe} are English and {mo + oo} not")
+    if total <= 0:
+        drops = ", ".join(f"{r} {n}" for r, n in sorted((quality_drops or {}).items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"synth: no row passes the quality filters (dropped: {drops or 'none'}), the dataset "
+                         "would be empty; check the shard list (synth.shard_list), or turn synth.result_check off "
+                         "if the result check drops them")
+    if expected_shares(passing, mem_keep, non_en_keep, 1.0)["rows"] < 1:
+        raise ValueError(
+            f"synth: the sampling targets cannot both be met: {counts}; memorization at most "
+            f"{params.memorization_cap:g} of the kept rows (synth.memorization_cap, --memorization-cap) and "
+            f"English at least {params.english_frac:g} (synth.english_frac, --english-frac) leave no row. "
+            "Raise synth.memorization_cap (1 = no cap) or lower synth.english_frac (0 = no target)")
+
+
+def write_duplicates(path: Path, shard: str, rows: Sequence[int]) -> None:
+    write_json(path, {"shard": shard, "duplicate_content_rows": list(rows)})
+
+
+def read_duplicates(path: Path, shard_name: str) -> frozenset[int]:
+    """The `duplicate_content` rows the plan listed for `shard_name`."""
+    listed = load_json(path)
+    if listed["shard"] != shard_name:
+        raise SourceError(f"{path}: lists the duplicates of {listed['shard']}, not of {shard_name}; rerun the plan")
+    return frozenset(listed["duplicate_content_rows"])
 
 
 # --- encode ----------------------------------------------------------------------------------
@@ -248,11 +332,14 @@ def build_prompt(query: str, seed_text: str | None, exercise: str, constraints: 
 
 
 def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncoder, params: SynthParams,
-                 out_dir: Path, shard_name: str, batch_size: int = 4096) -> DatasetStats:
-    """Encode one shard into `<out_dir>/<shard>.train.arrow` and `.validation.arrow`.
+                 out_dir: Path, shard_name: str, batch_size: int = 4096,
+                 duplicates: frozenset[int] = frozenset()) -> DatasetStats:
+    """Encode one shard into `<out_dir>/<shard>.train.arrow` and `.validation.arrow`;
+    `duplicates` are its `duplicate_content` rows (the plan's ``find_duplicates``).
 
-    Only the sampling decisions walk the rows in Python (on the ids); the text columns of the
-    rows they keep are taken out of each Arrow batch before any Python string is made."""
+    The drop decisions walk the rows in Python on the short columns (id, exercise, language);
+    the text columns of the rows they keep are taken out of each Arrow batch before any Python
+    string is made of them."""
     mask = pq.read_table(mask_path)
     handle = open_parquet(path, ENCODE_COLUMNS)
     if mask.num_rows != handle.metadata.num_rows:
@@ -262,35 +349,35 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     memorization = mask.column("memorization").to_pylist()
     english = mask.column("english").to_pylist()
     stats = DatasetStats()
-    accounting = stats.accounting
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = 0
+    text_columns = ("query", "query_seed_text", "constraints", "synthetic_reasoning", "synthetic_answer")
     with EncodedSink({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}) as sinks:
         for batch in iter_parquet_batches(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
             n = batch.num_rows
-            accounting.rows_read += n
-            kept, keys = [], []
-            for i, raw_id in enumerate(batch.column("synth_id").to_pylist()):
-                reason = verdicts[row + i]
-                if reason is None:
-                    key = clean_text(raw_id)
-                    reason = sampling_drop(key, memorization[row + i], english[row + i], plan)
+            stats.accounting.rows_read += n
+            ids, exercises, languages = (batch.column(c).to_pylist() for c in ("synth_id", "exercise", "language"))
+            kept, keys, kept_categories = [], [], []
+            for i in range(n):
+                key = clean_text(ids[i])
+                categories = row_categories(exercises[i], languages[i])
+                reason = row_drop(row + i, key, verdicts, memorization, english, duplicates, plan)
                 if reason:
-                    accounting.drop(reason)
+                    stats.drop(reason, categories)
                     continue
                 kept.append(i)
                 keys.append(key)
+                kept_categories.append(categories)
             row += n
-            cols = {name: batch.column(name).take(kept).to_pylist() for name in ENCODE_COLUMNS if name != "synth_id"}
+            cols = {name: batch.column(name).take(kept).to_pylist() for name in text_columns}
             examples = []
             for j, key in enumerate(keys):
-                exercise = clean_text(cols["exercise"][j])
+                exercise = clean_text(exercises[kept[j]])
                 examples.append(Example(
                     key=key,
                     id=f"{ID_PREFIX}:{key}",
-                    source={"dataset": DATASET_HF, "synth_id": key, "exercise": exercise or None,
-                            "language": clean_text(cols["language"][j]) or None},
+                    source={"dataset": DATASET_HF, "synth_id": key, **kept_categories[j]},
                     prompt=build_prompt(cols["query"][j], cols["query_seed_text"][j], exercise,
                                         cols["constraints"][j], params.include_seed_text,
                                         params.append_rag_sources),
@@ -299,18 +386,33 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
                     group=normalize_text(cols["query"][j]),
                 ))
             written = {split: [] for split in SPLITS}
-            for result in encoder.encode(examples) if examples else ():
+            for example, result in zip(examples, encoder.encode(examples) if examples else ()):
                 if isinstance(result, str):
-                    accounting.drop(result)
+                    stats.drop(result, {name: example.source[name] for name in CATEGORY_FIELDS})
                 else:
                     written[result.split].append(result)
             for split in SPLITS:
                 if written[split]:
                     record_many(stats, written[split], CATEGORY_FIELDS)
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
-            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts), accounting.rows_written)
-    accounting.check(str(path))
+            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts),
+                     stats.accounting.rows_written)
+    stats.accounting.check(str(path))
     return stats
+
+
+def row_categories(exercise, language) -> dict:
+    """The categories a row is counted under (its `source` fields; None when missing)."""
+    return {"exercise": clean_text(exercise) or None, "language": clean_text(language) or None}
+
+
+def row_drop(row: int, key: str, verdicts, memorization, english, duplicates: frozenset[int], plan: dict) -> str | None:
+    """The reason a row is dropped before encoding: quality, then duplicate_content, then sampling."""
+    if verdicts[row] is not None:
+        return verdicts[row]
+    if row in duplicates:
+        return DROP_DUPLICATE_CONTENT
+    return sampling_drop(key, memorization[row], english[row], plan)
 
 
 def encoded_path(out_dir: Path, shard_name: str, split: str) -> Path:
@@ -385,10 +487,12 @@ def with_token_columns(batch: pa.RecordBatch) -> pa.Table:
 def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], encoded_dir: Path,
              scan_summaries: Sequence[dict], shard_stats: Sequence[DatasetStats], plan: dict,
              params: SynthParams, tokenizer, input_paths: Sequence[Path], threads: int = 1) -> dict:
-    """Write the encoded shards, in shard-list order, as the published part files."""
+    """Write the encoded shards, in shard-list order, as the published part files (compressed
+    once, on `threads` threads)."""
     stats = DatasetStats()
     for shard_stat in shard_stats:
         stats.merge(shard_stat)
+    require_train_rows(dataset, stats, EMPTY_HINT)
     inputs = [{"path": str(p), "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
     with assembled_aside(dataset_dir) as scratch:
         writers = SplitWriters(scratch, SCHEMA, params.rows_per_file, threads=threads)
@@ -401,11 +505,48 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
         files = writers.close()
         manifest = build_manifest(
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
-            inputs=inputs, stats=stats, files=files,
-            extra={"sampling_plan": plan, "drop_reasons": list(DROP_REASONS)},
+            inputs=inputs, stats=stats, files=files, dataset_dir=scratch,
+            drop_stages=DROP_STAGES, sampling_reasons=SAMPLING_REASONS,
+            extra={"sampling_plan": plan, "drop_reasons": list(DROP_REASONS),
+                   "targets": target_report(stats, plan)},
         )
         write_json(scratch / "manifest.json", manifest)
     return manifest
+
+
+EMPTY_HINT = ("Keep more rows: raise synth.global_keep (--global-keep), synth.memorization_cap or lower "
+              "synth.english_frac, or turn synth.result_check off; check the shard list and the drops above")
+
+
+def target_report(stats: DatasetStats, plan: dict) -> dict:
+    """Each sampling target next to what the plan expected and what was written, by rows and
+    by tokens. The plan's rates hold on average: the realised shares differ by chance."""
+    cells = stats.categories.cells
+    total = {"rows": stats.accounting.rows_written, "total_tokens": stats.total_tokens(),
+             "assistant_tokens": stats.assistant_tokens()}
+
+    def realised(name: str, value: str) -> dict:
+        cell = cells.get(name, {}).get(value)
+        part = {"rows": cell.written if cell else 0, "total_tokens": cell.total_tokens if cell else 0,
+                "assistant_tokens": cell.assistant_tokens if cell else 0}
+        return {measure: round(part[measure] / total[measure], 6) if total[measure] else None for measure in part}
+
+    return {
+        "memorization_share": {"target_at_most": plan["memorization_cap"], "config": "synth.memorization_cap",
+                               "planned_rows": _round(plan["expected"]["memorization_share"]),
+                               "realised": realised("exercise", "memorization")},
+        "english_share": {"target_at_least": plan["english_frac"], "config": "synth.english_frac",
+                          "planned_rows": _round(plan["expected"]["english_share"]),
+                          "realised": realised("language", "en")},
+        "global_keep": {"target": plan["global_keep"], "config": "synth.global_keep",
+                        "planned_rows": _round(plan["expected"]["rows"]),
+                        "realised_rows": stats.accounting.rows_written
+                        + sum(stats.accounting.drops.get(r, 0) for r in (DROP_ENCODING_ERROR, DROP_TOO_LONG))},
+    }
+
+
+def _round(value):
+    return None if value is None else round(value, 6)
 
 
 def check_unique(ids: list[str], seen: set[str], shard_name: str) -> None:

@@ -1,7 +1,9 @@
 """Fake OpenAssistant/oasst2 message parquet files (see /work/shared/SOURCES.md §4).
 
 One row is one message; conversation trees (several ranked replies per prompt, multi-turn
-follow-ups) must be rebuilt from ``parent_id``, and rows are shuffled as in the real files.
+follow-ups: most threads stop after a turn or two, one in twelve runs to 5-7 prompter turns)
+must be rebuilt from ``parent_id``, and rows are shuffled as in the real files. Deleted and
+unreviewed messages also sit in the middle of threads, above replies that are fine.
 Reproduced quirks: region and dialect language codes (``pt-BR``, ``uk-UA``, ``nb-NO``, ``bar``,
 ``swg``) with English well under half and Spanish second, deleted replies, replies whose review
 failed or never happened, unranked replies, nullable ``detoxify``/``emojis``/``labels``
@@ -170,19 +172,33 @@ def _later(rng: random.Random, when: dt.datetime) -> dt.datetime:
     return when + dt.timedelta(minutes=rng.randint(1, 3000), microseconds=rng.randint(1, 999_999))
 
 
-def _tree(rng: random.Random, lang: str, deep: bool = False) -> list[dict]:
-    """All messages of one tree, in tree order; ``deep`` forces root→reply→follow-up→replies."""
+#: Chance that a reply at a given depth (messages from the root) gets a follow-up prompt:
+#: threads run to 7 prompter turns, most stop after one or two.
+_P_FOLLOW = (0.4, 0.45, 0.4, 0.35, 0.3, 0.3, 0.25, 0.25, 0.2, 0.2, 0.15, 0.15, 0.0)
+
+
+def _tree(rng: random.Random, lang: str, min_turns: int = 1) -> list[dict]:
+    """All messages of one tree, in tree order. Along one path from the root (the *spine*:
+    each message's first child) every reply gets a follow-up until the thread has
+    ``min_turns`` prompter messages, and every prompt there gets at least two replies."""
     start = _EPOCH + dt.timedelta(seconds=rng.randint(0, 200 * 86400),
                                   microseconds=rng.randint(1, 999_999))
     root = _message(rng, None, "prompter", lang, None, start)
+    if rng.random() < 0.97:  # a tree is exported once its first prompt passed review: rarely deleted later
+        root.update(review_result=True, review_count=max(root["review_count"], 1), deleted=False)
     tree_id = root["message_id"]
     messages = [root]
-    stack = [(root, 0, start)]
+    stack = [(root, 0, start, min_turns > 1)]
     while stack:
-        parent, depth, when = stack.pop()
+        parent, depth, when, spine = stack.pop()
+        # threads grow from messages that passed review; one deleted (or re-reviewed) later
+        # keeps what was already below it, so a failed message rarely has children
+        failed = not parent["review_result"] or parent["deleted"]
         if parent["role"] == "prompter":
             k = rng.choices((1, 2, 3, 4), weights=(30, 35, 25, 10))[0]
-            if deep:
+            if failed and not spine and rng.random() < 0.7:
+                k = 0
+            if spine:
                 k = max(k, 2)
             ranks = list(range(k))
             rng.shuffle(ranks)
@@ -194,19 +210,36 @@ def _tree(rng: random.Random, lang: str, deep: bool = False) -> list[dict]:
                 failed = not child["review_result"] or child["deleted"]
                 unranked = not ranked or (failed and rng.random() < 0.7)
                 child["rank"] = None if unranked else rank
-                children.append((child, depth + 1, when_c))
+                children.append((child, depth + 1, when_c, False))
         else:
-            p_follow = (0.4, 0.4, 0.25, 0.25, 0.1, 0.1, 0.0)[min(depth, 6)]
-            force = deep and depth == 1  # the first reply of a deep tree gets a follow-up
+            force = spine and depth < 2 * min_turns - 1
+            p_follow = _P_FOLLOW[min(depth, len(_P_FOLLOW) - 1)] * (0.2 if failed else 1.0)
             k = rng.choice((1, 1, 2)) if force or rng.random() < p_follow else 0
             children = []
             for _ in range(k):
                 when_c = _later(rng, when)
-                children.append((_message(rng, parent, "prompter", lang, tree_id, when_c), depth + 1, when_c))
-            deep = deep and not force
+                children.append((_message(rng, parent, "prompter", lang, tree_id, when_c), depth + 1, when_c, False))
+        if spine and children:
+            children[0] = children[0][:3] + (True,)
+            if parent["role"] == "prompter":  # the spine continues through a reply that can be the example
+                children[0][0].update(review_result=True, review_count=3, deleted=False)
         messages.extend(c[0] for c in children)
         stack.extend(reversed(children))
     return messages
+
+
+def _spoil_ancestors(rng: random.Random, messages: list[dict]) -> None:
+    """Mark a message in the middle of a deep thread deleted and another one not reviewed, so
+    that the replies below them cannot be examples (a thread stays as exported: oasst2 keeps
+    the rows under a deleted message)."""
+    children = {}
+    for m in messages:
+        children.setdefault(m["parent_id"], []).append(m)
+    inner = [m for m in messages if m["parent_id"] and m["message_id"] in children
+             and any(c["message_id"] in children for c in children[m["message_id"]])]
+    for m, change in zip(rng.sample(inner, k=min(2, len(inner))),
+                         ({"deleted": True}, {"review_result": False})):
+        m.update(change)
 
 
 def _drop_follow_up(rng: random.Random, messages: list[dict]) -> list[dict]:
@@ -254,13 +287,19 @@ def oasst2_messages(n_trees: int, seed: int) -> tuple[list[dict], list[dict]]:
     if n_trees >= 2 and not any(in_validation):
         in_validation[-1] = True
     orphan_tree = rng.choice([i for i in range(n_trees) if not in_validation[i]]) if plant else -1
+    # long threads: one in 12 trees (at least one when planting) runs to 5-7 prompter turns,
+    # two of them with a deleted or unreviewed message in the middle
+    deep = {i: rng.randint(5, 7) for i in rng.sample(range(n_trees), k=max(int(plant), n_trees // 12))}
+    spoiled = set(rng.sample(sorted(deep), k=min(2, len(deep)))) if plant else set()
 
     train: list[dict] = []
     validation: list[dict] = []
     for i, lang in enumerate(langs):
-        messages = _tree(rng, lang, deep=i == orphan_tree)
+        messages = _tree(rng, lang, min_turns=2 if i == orphan_tree else deep.get(i, 1))
         if i == orphan_tree or rng.random() < 0.01:
             messages = _drop_follow_up(rng, messages)
+        if i in spoiled:
+            _spoil_ancestors(rng, messages)
         (validation if in_validation[i] else train).extend(messages)
     if plant:
         replies = [m for m in train if m["role"] == "assistant" and m["lang"] == "en"]

@@ -717,11 +717,32 @@ def synth_rows(shard_index: int, n_rows: int, seed: int) -> list[dict]:
         rows[i].update(_math_mcq(rng, languages[i], sentinel=True))
         i = rng.choice(by_ex["rag"])
         rows[i].update(_rag(rng, languages[i], long_sources=True))
+        _plant_duplicates(seed, shard_index, rows, [i for i in mem if i not in set(targets)])
 
     for i, row in enumerate(rows):
         answer = row["synthetic_answer"]
         row["words"] = None if i in null_words or answer is None else len(answer.split())
     return [{k: row[k] for k in SYNTH_COLUMNS} for row in rows]
+
+
+def _plant_duplicates(seed: int, shard_index: int, rows: list[dict], candidates: list[int]) -> None:
+    """Exact duplicates under other ids (the real source has them): a later row that repeats an
+    earlier row's query and answer up to case and whitespace, and one row whose content is the
+    same in every shard (kept in the first shard of the list only). A separate random stream,
+    so the other rows stay as they were."""
+    rng = random.Random(f"pleias_synth:{seed}:{shard_index}:duplicates")
+    usable = [i for i in candidates if clean(rows[i]["query"]) and clean(rows[i]["synthetic_answer"])]
+    first, later = sorted(rng.sample(usable, k=2))
+    shared = rng.choice([i for i in usable if i not in (first, later)])
+    rows[later]["query"] = "  " + rows[first]["query"].upper().replace(" ", "  ") + "\n"
+    rows[later]["synthetic_answer"] = rows[first]["synthetic_answer"].replace(" ", " \t", 3)
+    common = random.Random(f"pleias_synth:{seed}:shared duplicate")
+    rows[shared]["query"] = _question(common, "en", "Hansa")
+    rows[shared]["synthetic_answer"] = _answer_md(common, "en", "Hansa", 600)
+
+
+def clean(text) -> str:
+    return text.replace("\x00", "").strip() if isinstance(text, str) else ""
 
 
 def make_synth_table(rows: Iterable[dict]) -> pa.Table:
