@@ -134,11 +134,17 @@ def test_synth_finalize_decodes_no_parquet(tmp_path, tokenizer, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "encoded").iterdir()) == [
         "synth_010.train.arrow", "synth_010.validation.arrow", "synth_034.train.arrow", "synth_034.validation.arrow"]
 
-    def no_parquet(*args, **kwargs):
-        raise AssertionError("finalize decoded parquet")
+    encoded = str(tmp_path / "encoded")
 
-    monkeypatch.setattr(pq, "ParquetFile", no_parquet)
-    monkeypatch.setattr(pq, "read_table", no_parquet)
+    def guarded(original):
+        def call(source, *args, **kwargs):
+            if str(source).startswith(encoded):
+                raise AssertionError(f"finalize decoded the encode job's {source} as parquet")
+            return original(source, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(pq, "ParquetFile", guarded(pq.ParquetFile))
+    monkeypatch.setattr(pq, "read_table", guarded(pq.read_table))
     manifest = synth.finalize(dataset="d", dataset_dir=tmp_path / "out", shard_names=[s.name for s in shards],
                               encoded_dir=tmp_path / "encoded", scan_summaries=summaries, shard_stats=stats, plan=plan,
                               params=params, tokenizer=tokenizer, input_paths=shards, threads=2)
