@@ -233,12 +233,15 @@ def synth_stages(rows: list[Row], tokenizer, raw: Path, work: Path, logs: Path, 
         summary = json.loads((work / f"{s}.scan.json").read_text())
         rows.append(Row(f"synth scan {s}", rows_read=summary["rows"], wall=wall, cpu=cpu, peak_mb=peak))
     summaries = [str(work / f"{s}.scan.json") for s in stem]
-    wall, peak, cpu = run_stage([*run, "--stage", "plan", "--scan-summary", *summaries, "--plan", str(work / "plan.json"), *flags],
-                           logs / "plan.log")
+    masks = [str(work / f"{s}.mask.parquet") for s in stem]
+    duplicates = [str(work / f"{s}.duplicates.json") for s in stem]
+    wall, peak, cpu = run_stage([*run, "--stage", "plan", "--scan-summary", *summaries, "--scan-mask", *masks,
+                                 "--duplicates", *duplicates, "--plan", str(work / "plan.json"), *flags], logs / "plan.log")
     rows.append(Row("synth plan", wall=wall, cpu=cpu, peak_mb=peak))
     for s, shard in zip(stem, shards):
         wall, peak, cpu = run_stage([*run, "--stage", "encode", "--shard", str(shard), "--scan-mask", str(work / f"{s}.mask.parquet"),
-                                "--plan", str(work / "plan.json"), "--encoded-dir", str(work / "encoded"),
+                                "--plan", str(work / "plan.json"), "--duplicates", str(work / f"{s}.duplicates.json"),
+                                "--encoded-dir", str(work / "encoded"),
                                 "--shard-stats", str(work / f"{s}.stats.json"), "--threads", str(threads),
                                 "--batch-size", str(batch_size), *flags], logs / f"encode_{s}.log")
         stats = json.loads((work / f"{s}.stats.json").read_text())
