@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import distill_data  # noqa: F401  (first: it picks Arrow's memory pool before pyarrow loads)
 import pyarrow as pa
-
 from distill_data.cli import log, run
 from distill_data.dataset import write_build_info
 from distill_data.merge import WEIGHT_BY, MergeParams, build_mix, parse_input_spec

@@ -25,7 +25,6 @@ import os
 import stat
 import tempfile
 from functools import lru_cache
-from importlib.metadata import version
 from pathlib import Path
 
 log = logging.getLogger("distill_data")
@@ -46,6 +45,8 @@ def _code_sha256() -> str:
 
 def check_key(tokenizer, effort: str) -> dict:
     """Everything the self-check's outcome depends on."""
+    from importlib.metadata import version
+
     from .tokenizer import VOCAB_SHA256
 
     return {

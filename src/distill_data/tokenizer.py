@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +67,8 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def download_vocabulary(dest_dir: str | os.PathLike, url: str = VOCAB_URL) -> Path:
     """Fetch the vocabulary once, verify it, and move it into place atomically."""
+    import urllib.request  # here: http and ssl cost every job ~30 ms of imports
+
     dest = Path(dest_dir) / VOCAB_FILENAME
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".partial")
