@@ -147,32 +147,3 @@ def assembled_aside(final_dir: Path) -> Iterator[Path]:
         os.replace(final_dir, old)
     os.replace(scratch, final_dir)
     shutil.rmtree(old, ignore_errors=True)
-
-
-class StreamingParquet:
-    """Several parquet files written batch by batch, each moved into place only on success."""
-
-    def __init__(self, paths: dict, schema: pa.Schema):
-        self.paths = {key: Path(path) for key, path in paths.items()}
-        self.schema = schema
-        self._writers: dict = {}
-
-    def __enter__(self) -> "StreamingParquet":
-        for key, path in self.paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._writers[key] = pq.ParquetWriter(path.with_name(path.name + ".partial"), self.schema,
-                                                  **parquet_options(self.schema))
-        return self
-
-    def write(self, key, table: pa.Table) -> None:
-        self._writers[key].write_table(table.cast(self.schema))
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        for path in self.paths.values():
-            partial = path.with_name(path.name + ".partial")
-            if exc_type is None:
-                os.replace(partial, path)
-            else:
-                partial.unlink(missing_ok=True)
