@@ -5,9 +5,13 @@
 
 configfile: "config.yaml"
 
+report: "rules/captions/workflow.rst"
+
 
 include: "rules/common.smk"
 include: "rules/tokenizer.smk"
+include: "rules/validate.smk"
+include: "rules/report.smk"
 include: "rules/synth.smk"
 include: "rules/code.smk"
 include: "rules/math.smk"

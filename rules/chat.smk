@@ -40,6 +40,8 @@ rule chat_build:
                           script_path("build_oasst2_distill.py")),
     log:
         os.path.join(LOGS, "chat", "build.log"),
+    benchmark:
+        os.path.join(LOGS, "chat", "build.benchmark.tsv")
     threads: THREADS["budgeted"]
     resources:
         mem_mb=4000,
@@ -54,3 +56,4 @@ rule chat_build:
 rule helpfulness_oasst2_15m:
     input:
         rules.chat_build.output.manifest,
+        checked("chat"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -39,6 +39,8 @@ rule code_build:
                           script_path("build_opencode_distill.py")),
     log:
         os.path.join(LOGS, "code", "build.log"),
+    benchmark:
+        os.path.join(LOGS, "code", "build.benchmark.tsv")
     threads: THREADS["budgeted"]
     resources:
         mem_mb=8000,
@@ -53,3 +55,4 @@ rule code_build:
 rule code_opencodeinstruct_55m:
     input:
         rules.code_build.output.manifest,
+        checked("code"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -37,6 +37,8 @@ rule math_build:
                           script_path("build_nemotron_math_distill.py")),
     log:
         os.path.join(LOGS, "math", "build.log"),
+    benchmark:
+        os.path.join(LOGS, "math", "build.benchmark.tsv")
     threads: THREADS["budgeted"]
     resources:
         mem_mb=8000,
@@ -51,3 +53,4 @@ rule math_build:
 rule math_nemotron_v2_low_55m:
     input:
         rules.math_build.output.manifest,
+        checked("math"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -34,6 +34,8 @@ rule merge_mix:
                           "stats.py", "hashing.py", "cli.py", script_path("merge_distill_datasets.py")),
     log:
         os.path.join(LOGS, "merge", "merge_mix.log"),
+    benchmark:
+        os.path.join(LOGS, "merge", "merge_mix.benchmark.tsv")
     threads: THREADS["merge"]
     resources:
         mem_mb=4000,
@@ -46,3 +48,5 @@ rule merge_mix:
 rule phase1_mix_8k_665m:
     input:
         rules.merge_mix.output,
+        checked("mix"),  # validated against its inputs, report items made
+        [checked(name) for name in MERGE_INPUTS],  # and the inputs' own, for the report

@@ -58,6 +58,8 @@ rule synth_link:
         target=lambda w: SYNTH_SHARDS[w.shard],
     log:
         os.path.join(LOGS, "synth", "link", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "link", "{shard}.benchmark.tsv")
     shell:
         "ln -sfn {params.target:q} {output.link:q} 2> {log:q}"
 
@@ -82,6 +84,8 @@ rule synth_scan:
         raw=lambda w: raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
         os.path.join(LOGS, "synth", "scan", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "scan", "{shard}.benchmark.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -108,6 +112,8 @@ rule synth_plan:
         code=SYNTH_CODE,
     log:
         os.path.join(LOGS, "synth", "plan.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "plan.benchmark.tsv")
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage plan --scan-summary {input.summaries:q} "
         "--scan-mask {input.masks:q} --duplicates {output.duplicates:q} "
@@ -133,6 +139,8 @@ rule synth_encode:
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "encode", "{shard}.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "encode", "{shard}.benchmark.tsv")
     threads: THREADS["encode"]
     resources:
         mem_mb=4000,
@@ -164,6 +172,8 @@ rule synth_finalize:
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "finalize.log"),
+    benchmark:
+        os.path.join(LOGS, "synth", "finalize.benchmark.tsv")
     threads: 2  # part files are compressed on both
     resources:
         mem_mb=2000,
@@ -178,3 +188,4 @@ rule synth_finalize:
 rule synth_distill_phase1_high_550m:
     input:
         rules.synth_finalize.output.manifest,
+        checked("synth"),  # validated, report items made (rules/validate.smk, report.smk)

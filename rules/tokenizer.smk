@@ -15,6 +15,8 @@ rule download_tokenizer:
         vocab=os.path.join(OUT, "tokenizer", VOCAB_FILENAME),
     log:
         os.path.join(LOGS, "download_tokenizer.log"),
+    benchmark:
+        os.path.join(LOGS, "download_tokenizer.benchmark.tsv")
     shell:
         "{PYTHON} -c 'import sys; from distill_data.tokenizer import download_vocabulary; "
         "download_vocabulary(sys.argv[1])' $(dirname {output.vocab:q}) 2> {log:q}"

@@ -22,7 +22,7 @@ from distill_data.demo.__main__ import write_demo
 from distill_data.demo.nemotron import write_nemotron_jsonl
 from distill_data.demo.synth import write_synth_source
 from distill_data.fingerprint import EDGE, SAMPLE, raw_fingerprint
-from workflow_helpers import PROJECT, copy_project, dry_run_jobs, snakemake, write_config
+from workflow_helpers import PROJECT, copy_project, dry_run_jobs, snakemake, with_checks, write_config
 
 MIX = "phase1_mix_8k_665m"
 DEMO_CONFIG = "config.matrix.yaml"  # config.demo.yaml with a private copy of the tokenizer folder
@@ -31,8 +31,8 @@ PROFILE = ["--profile", "profiles/local"]
 NO_MTIME = ["--rerun-triggers", "code", "params", "input", "software-env"]
 SNAKEMAKE_CHECKSUM_LIMIT = 1_000_000  # --max-checksum-file-size default
 
-MERGE = {"merge_mix": 1, MIX: 1}
-SYNTH_AFTER_PLAN = {"synth_plan": 1, "synth_encode": 6, "synth_finalize": 1}
+MERGE = with_checks({"merge_mix": 1, MIX: 1})
+SYNTH_AFTER_PLAN = with_checks({"synth_plan": 1, "synth_encode": 6, "synth_finalize": 1})
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_a_shard_added_to_the_list_scans_only_that_shard(demo):
         got = jobs(demo, config=variant(demo, "seven", synth={"shard_list": str(listing)}))
     finally:
         (raw_dir / "synth_099.parquet").unlink()
-    assert got == {"synth_link": 1, "synth_scan": 1, "synth_plan": 1, "synth_encode": 7, "synth_finalize": 1, **MERGE}
+    assert got == with_checks({"synth_link": 1, "synth_scan": 1, "synth_plan": 1, "synth_encode": 7, "synth_finalize": 1, **MERGE})
 
 
 # --- code --------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_editing_code_reruns_the_jobs_that_run_it(demo, module):
     with Restored(demo / "src" / "distill_data" / module) as source:
         source.write_text(source.read_text() + "\n# an edit\n")
         got = jobs(demo)
-    assert got == CODE_ROWS[module]
+    assert got == with_checks(CODE_ROWS[module])
 
 
 # --- raw inputs --------------------------------------------------------------------------------
@@ -176,8 +176,8 @@ def test_a_replaced_synth_shard_with_its_old_mtime_is_still_rescanned(demo):
 def test_a_replaced_math_file_reruns_math_and_the_merge(demo):
     with Restored(raw(demo, "math")) as lines:
         replace_content(lines, keep_mtime=False)
-        assert jobs(demo) == {"math_build": 1, **MERGE}
-        assert jobs(demo, *PROFILE) == {"math_build": 1, **MERGE}
+        assert jobs(demo) == with_checks({"math_build": 1, **MERGE})
+        assert jobs(demo, *PROFILE) == with_checks({"math_build": 1, **MERGE})
 
 
 def budgeted_raw(demo: Path, job: str) -> tuple[Path, bytes]:
@@ -206,7 +206,7 @@ def test_a_budgeted_raw_file_replaced_with_its_old_mtime_is_rebuilt(demo, job):
         times = (path.stat().st_atime_ns, path.stat().st_mtime_ns)
         path.write_bytes(other)
         os.utime(path, ns=times)  # cp -p, rsync -a: only the content tells
-        assert jobs(demo) == {job: 1, **MERGE}
+        assert jobs(demo) == with_checks({job: 1, **MERGE})
 
 
 def test_touching_a_synth_shard_reruns_its_builder_unless_the_profile_is_used(demo):
@@ -224,15 +224,15 @@ def test_touching_a_synth_shard_reruns_its_builder_unless_the_profile_is_used(de
 def test_touching_the_math_file_reruns_math_unless_the_profile_is_used(demo):
     with Restored(raw(demo, "math")) as lines:
         touch(lines)
-        assert jobs(demo) == {"math_build": 1, **MERGE}
+        assert jobs(demo) == with_checks({"math_build": 1, **MERGE})
         assert jobs(demo, *PROFILE) == {}
 
 
 def test_touching_the_tokenizer_vocabulary_reruns_every_encode_unless_the_profile_is_used(demo):
     with Restored(raw(demo, "vocab")) as vocab:
         touch(vocab)
-        assert jobs(demo) == {"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1,
-                              "chat_build": 1, **MERGE}
+        assert jobs(demo) == with_checks({"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1,
+                                          "chat_build": 1, **MERGE})
         assert jobs(demo, *PROFILE) == {}  # its sha256 is checked whenever a job loads it
 
 

@@ -68,3 +68,18 @@ def dataset_bytes(folder: Path) -> dict[str, bytes]:
     """Every file of a published dataset except build_info.json (time and host by design)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != "build_info.json"}
+
+
+# A rebuilt dataset is validated again and its report items redrawn (rules/validate.smk,
+# rules/report.smk): the jobs that follow each builder's last job and the merge.
+CHECKED_AFTER = {"synth_finalize": "synth", "code_build": "code", "math_build": "math", "chat_build": "chat",
+                 "merge_mix": "mix"}
+
+
+def with_checks(jobs: dict[str, int]) -> dict[str, int]:
+    """`jobs` plus validate_<name> and report_<name> for every dataset those jobs rebuild."""
+    out = dict(jobs)
+    for job, name in CHECKED_AFTER.items():
+        if job in jobs:
+            out[f"validate_{name}"] = out[f"report_{name}"] = 1
+    return out

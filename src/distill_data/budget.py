@@ -30,6 +30,7 @@ from .dataset import SplitWriters, build_manifest, write_build_info
 from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example,
                      ExampleEncoder, record_many, rows_to_table)
 from .io import SourceError
+from .progress import Progress
 from .schema import SPLITS
 from .stats import DatasetStats
 from .writer import assembled_aside, write_json
@@ -278,20 +279,23 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
           dataset_dir: Path, batch_size: int = 4096) -> dict:
     """Build `dataset_dir` (assembled aside, swapped in on success) and return its manifest."""
     check_encoder(encoder, params)
-    started = time.time()
     with assembled_aside(Path(dataset_dir)) as scratch:
         # part files are compressed on the tokenizer's threads while the next batch is read
         writers = SplitWriters(scratch, source.schema, params.rows_per_file, threads=encoder.renderer.num_threads)
         run = _Run(source, encoder, writers,
                    params.target_total_tokens, rows_read=[0] * len(source.files))
         batches = source.batches(batch_size)
+        progress = Progress(f"{dataset}: rows read", total_tokens=params.target_total_tokens)
         try:
             for batch in batches:
-                if run.consume(batch):
+                before = (run.stats.accounting.rows_read, run.total_tokens)
+                stop = run.consume(batch)
+                progress.update(run.stats.accounting.rows_read - before[0], run.total_tokens - before[1])
+                if stop:
                     break
-                log_progress(run, started)
         finally:
             batches.close()  # lets the source close its files when the budget stopped it early
+        progress.done()
         check_not_empty(run, dataset)
         files = run.writers.close()
         manifest = build_manifest(
@@ -332,12 +336,6 @@ def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:
     wanted = (params.max_seq_len, params.seed, params.train_frac, params.reasoning_effort, params.split_by)
     if used != wanted:
         raise ValueError(f"encoder settings {used} differ from the build parameters {wanted}")
-
-
-def log_progress(run: _Run, started: float) -> None:
-    acc = run.stats.accounting
-    log.info("read %d, kept %d, %d of %d tokens (%.0f s)", acc.rows_read, acc.rows_written,
-             run.total_tokens, run.target, time.time() - started)
 
 
 def log_summary(manifest: dict) -> None:

@@ -44,6 +44,7 @@ from . import mix_report as report
 from .dataset import params_sha256
 from .hashing import unit_hash
 from .interleave import interleave_schedule
+from .progress import Progress
 from .schema import CANONICAL_SOURCE_TYPE, SPANS_TYPE, SPLITS, example_schema
 from .stats import Accounting, DatasetStats
 from .tokenizer import sha256_file
@@ -522,6 +523,7 @@ def stream_split(inputs: Sequence[MixInput], split: str, schedule: np.ndarray, o
     readers = ThreadPoolExecutor(max_workers=max(1, min(threads, len(inputs))))
     streams = [InputStream(inp, split, batch_size, sample_rows[inp.name][split], readers) for inp in inputs]
     writer = OrderedFileWriter(Path(out_dir) / split, threads)
+    progress = Progress(f"merge {split}", total_rows=len(schedule))
     try:
         for start in range(0, len(schedule), rows_per_file):
             # Zero-copy slices in schedule order; the one copy (combine_chunks) happens on
@@ -530,10 +532,13 @@ def stream_split(inputs: Sequence[MixInput], split: str, schedule: np.ndarray, o
             for i, length in runs(schedule[start:start + rows_per_file]):
                 pieces += streams[i].take(length)
             writer.write(pa.Table.from_batches(pieces, schema=MIX_SCHEMA))
+            progress.update(sum(p.num_rows for p in pieces),
+                            sum(pc.sum(pc.list_value_length(p.column("input_ids"))).as_py() or 0 for p in pieces))
         for stream in streams:
             if not stream.exhausted():
                 raise MergeError(f"input {stream.inp.name}: {split} has more rows than its spans said; "
                                  "the files changed during the merge")
+        progress.done()
     finally:
         files = writer.close()
         readers.shutdown(wait=True, cancel_futures=True)

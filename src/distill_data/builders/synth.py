@@ -26,6 +26,7 @@ from ..encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG
                       rows_to_table, token_columns)
 from ..hashing import content_digest, unit_hash
 from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
+from ..progress import Progress
 from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
@@ -120,14 +121,17 @@ def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True) ->
     drops: list[str | None] = []
     memorization: list[bool] = []
     english: list[bool] = []
+    progress = Progress(f"scan {Path(path).name}", total_rows=open_parquet(path, SCAN_COLUMNS).metadata.num_rows)
     contents: list[bytes | None] = []
     for cols in iter_parquet_columns(path, SCAN_COLUMNS, batch_size, string_columns=SCAN_COLUMNS):
+        progress.update(len(cols["synth_id"]))
         for sid, lang, exercise, query, answer, constraints in zip(*(cols[c] for c in SCAN_COLUMNS)):
             verdict = quality_drop(sid, query, answer, constraints, exercise, result_check)
             drops.append(verdict)
             memorization.append(clean_text(exercise) == "memorization")
             english.append(clean_text(lang) == "en")
             contents.append(content_of(query, answer) if verdict is None else None)
+    progress.done()
     mask = pa.table([pa.array(drops, pa.string()), pa.array(memorization, pa.bool_()),
                      pa.array(english, pa.bool_()), pa.array(contents, pa.binary(16))], schema=MASK_SCHEMA)
     passing = Counter((m, e) for d, m, e in zip(drops, memorization, english) if d is None)
@@ -353,6 +357,7 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     out_dir.mkdir(parents=True, exist_ok=True)
     row = 0
     text_columns = ("query", "query_seed_text", "constraints", "synthetic_reasoning", "synthetic_answer")
+    progress = Progress(f"encode {shard_name} (rows read, tokens written)", total_rows=len(verdicts))
     with EncodedSink({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}) as sinks:
         for batch in iter_parquet_batches(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
             n = batch.num_rows
@@ -395,8 +400,8 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
                 if written[split]:
                     record_many(stats, written[split], CATEGORY_FIELDS)
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
-            log.info("%s: %d of %d rows read, %d written", shard_name, row, len(verdicts),
-                     stats.accounting.rows_written)
+            progress.update(n, sum(r.total_tokens for rows in written.values() for r in rows))
+    progress.done()
     stats.accounting.check(str(path))
     return stats
 
