@@ -23,9 +23,13 @@ localrules: all
 
 
 rule all:
+    """Every dataset and the mix (each builder's raw input is required); the default target."""
+    default_target: True
     input:
-        rules.synth_distill_phase1_high_550m.input,
-        rules.code_opencodeinstruct_55m.input,
-        rules.math_nemotron_v2_low_55m.input,
-        rules.helpfulness_oasst2_15m.input,
-        rules.phase1_mix_8k_665m.input,
+        builder_target_input("synth", "synth_distill_phase1_high_550m"),
+        builder_target_input("code", "code_opencodeinstruct_55m"),
+        builder_target_input("math", "math_nemotron_v2_low_55m"),
+        builder_target_input("chat", "helpfulness_oasst2_15m"),
+        rules.merge_mix.output,
+        checked("mix"),
+        [checked(name) for name in ("synth", "code", "math", "chat")],

@@ -1,6 +1,8 @@
 # OpenAssistant/oasst2 -> helpfulness_oasst2_15m: one budgeted job (budget.py); the real
 # source runs out before the token budget, and the manifest says so.
 
+import functools
+
 from distill_data.budget import find_input_files
 from distill_data.fingerprint import raw_fingerprints
 from distill_data.io import SourceError
@@ -8,12 +10,21 @@ from distill_data.io import SourceError
 CHAT = config["chat"]
 
 
-def chat_files(wildcards):
-    """The message files, listed when a chat target is requested (see code_shards)."""
+@functools.cache
+def _chat_listing():
+    """(files, None) or ([the folder], problem), as for code."""
     try:
-        return find_input_files(CHAT["input_dir"], "*.parquet", "config key chat.input_dir", recursive=True)
+        return find_input_files(CHAT["input_dir"], "*.parquet", "config key chat.input_dir", recursive=True), None
     except SourceError as exc:
-        raise WorkflowError(str(exc)) from None
+        return [CHAT["input_dir"]], str(exc)
+
+
+RAW_PROBLEMS["chat"] = lambda: _chat_listing()[1]
+
+
+def chat_files(wildcards):
+    """The message files (or the missing folder: see RAW_PROBLEMS)."""
+    return _chat_listing()[0]
 
 
 localrules: helpfulness_oasst2_15m
@@ -35,7 +46,7 @@ rule chat_build:
         rank="--require-rank-zero" if CHAT["require_rank_zero"] else "--no-require-rank-zero",
         history="--include-history" if CHAT["include_history"] else "--no-include-history",
         encoding=encoding_flags(),
-        raw=lambda w: raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
+        raw=lambda w: None if raw_problem("chat") else raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/oasst2.py",
                           script_path("build_oasst2_distill.py")),
     log:
@@ -50,10 +61,10 @@ rule chat_build:
         "{PYTHON} {SCRIPTS}/build_oasst2_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} --english-frac {params.english_frac} {params.rank} {params.history} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule helpfulness_oasst2_15m:
     input:
-        rules.chat_build.output.manifest,
+        builder_target_input("chat", "helpfulness_oasst2_15m"),
         checked("chat"),  # validated, report items made (rules/validate.smk, report.smk)

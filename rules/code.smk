@@ -1,6 +1,8 @@
 # nvidia/OpenCodeInstruct -> code_opencodeinstruct_55m: one budgeted job (budget.py), the
 # shards read in shuffled order until the token budget is reached.
 
+import functools
+
 from distill_data.budget import find_input_files
 from distill_data.fingerprint import raw_fingerprints
 from distill_data.io import SourceError
@@ -8,13 +10,21 @@ from distill_data.io import SourceError
 CODE = config["code"]
 
 
-def code_shards(wildcards):
-    """The shards, listed when a code target is requested (not at parse time, so that a
-    machine without this source can still build the others)."""
+@functools.cache
+def _code_listing():
+    """(shards, None) or ([the folder], problem): listed once, when a code target needs them."""
     try:
-        return find_input_files(CODE["input_dir"], "*.parquet", "config key code.input_dir")
+        return find_input_files(CODE["input_dir"], "*.parquet", "config key code.input_dir"), None
     except SourceError as exc:
-        raise WorkflowError(str(exc)) from None
+        return [CODE["input_dir"]], str(exc)
+
+
+RAW_PROBLEMS["code"] = lambda: _code_listing()[1]
+
+
+def code_shards(wildcards):
+    """The shards (or, when they cannot be listed, the missing folder: see RAW_PROBLEMS)."""
+    return _code_listing()[0]
 
 
 localrules: code_opencodeinstruct_55m
@@ -34,7 +44,7 @@ rule code_build:
         target=CODE["target_total_tokens"],
         shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
         encoding=encoding_flags(),
-        raw=lambda w: raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
+        raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:
@@ -49,10 +59,10 @@ rule code_build:
         "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.shuffle} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule code_opencodeinstruct_55m:
     input:
-        rules.code_build.output.manifest,
+        builder_target_input("code", "code_opencodeinstruct_55m"),
         checked("code"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -7,12 +7,24 @@ import sys
 from pathlib import Path
 
 import distill_data
+from distill_data import runlock
 from distill_data.config import ConfigError, load_schema, validate_config
 
 try:
     config = validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+# A run killed with SIGKILL leaves Snakemake's lock behind; the next plain run removes it when
+# the killed process is gone (distill_data/runlock.py), instead of stopping with LockException.
+if workflow.is_main_process:
+    for _message in runlock.claim(".snakemake"):
+        print(_message, file=sys.stderr)
+
+
+onstart:
+    runlock.record_executor(".snakemake", workflow.executor_plugin.cli_prefix)  # "local", "slurm", …
+
 
 PYTHON = sys.executable  # the interpreter running Snakemake has the project installed
 SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
@@ -34,7 +46,7 @@ def code_version(*files):
     digest = hashlib.sha256()
     for name in sorted(files):
         path = Path(name) if os.path.isabs(name) else PACKAGE_DIR / name
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(b"\0".join([name.encode(), path.read_bytes(), b""]))
     return digest.hexdigest()[:16]
 
 
@@ -46,7 +58,7 @@ def cli_flags(options):
     """{'max_seq_len': 8192, 'append_rag_sources': True} -> '--max-seq-len 8192 --append-rag-sources'."""
     words = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
+        flag = f"--{key.replace('_', '-')}"
         if value is True:
             words.append(flag)
         elif value is False or value is None:
@@ -67,9 +79,57 @@ def encoding_flags():
         "split_by": COMMON["split_by"],
         "reasoning_level": COMMON["reasoning_level"],
         "rows_per_file": COMMON["rows_per_file"],
-        "batch_size": COMMON["batch_size"],
     })
+
+
+# Knobs that cannot change a byte of the output (memory and speed only). They reach the jobs
+# through the shell command (as globals, not params), so changing one reruns nothing:
+# Snakemake's code trigger compares the unformatted command. tests/test_plain_command.py lists
+# them and checks the dry run.
+BATCH_SIZE = COMMON["batch_size"]
 
 
 def dataset_manifest(section):
     return os.path.join(OUT, config[section]["dataset_name"], "manifest.json")
+
+
+# --- raw inputs ---------------------------------------------------------------------------------
+# Each builder records here, per config section, why its raw input cannot be read ("config key
+# code.input_dir: /x: no such folder"), or nothing. A builder's own target (and `all`) stops on
+# it with that message, even when the dataset was built before. The mix target merges a built
+# dataset whose raw input is gone (a machine that has the datasets but not the sources) and
+# says so; its build job then cannot be created (its raw input is missing), so Snakemake keeps
+# the dataset as it is.
+RAW_PROBLEMS = {}  # section -> function returning the problem or None
+_raw_reported = set()
+
+
+def raw_problem(section):
+    check = RAW_PROBLEMS.get(section)
+    return check() if check else None
+
+
+def builder_target_input(section, target):
+    """Input function of a builder's target rule: its manifest, or the raw-input error."""
+    def raw_checked(wildcards):
+        problem = raw_problem(section)
+        if problem:
+            raise WorkflowError(f"{problem} (needed to build {target})")
+        return dataset_manifest(section)
+    return raw_checked
+
+
+def mix_input_check(wildcards):
+    """Input function of the mix target: a missing raw input is fine when its dataset exists."""
+    for section in MERGE_INPUTS:
+        problem = raw_problem(section)
+        if not problem:
+            continue
+        manifest = dataset_manifest(section)
+        if not os.path.exists(manifest):
+            raise WorkflowError(f"{problem}, and {manifest} has not been built: nothing to merge for {section}")
+        if section not in _raw_reported:
+            _raw_reported.add(section)
+            print(f"Skipped the raw-input check of {section} ({problem}): merging the built dataset "
+                  f"{os.path.dirname(manifest)} as it is (it cannot be rebuilt here).", file=sys.stderr)
+    return []

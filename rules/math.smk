@@ -6,13 +6,17 @@ from distill_data.fingerprint import raw_fingerprints
 MATH = config["math"]
 
 
+def _math_problem():
+    missing = [p for p in MATH["input_files"] if not os.path.isfile(p)]
+    return "config key math.input_files: no such file(s): " + ", ".join(missing) if missing else None
+
+
+RAW_PROBLEMS["math"] = _math_problem
+
+
 def math_files(wildcards):
-    """The JSON-lines files, checked when a math target is requested (see code_shards)."""
-    files = list(MATH["input_files"])  # as configured: the manifest records them so
-    missing = [p for p in files if not os.path.isfile(p)]
-    if missing:
-        raise WorkflowError("config key math.input_files: no such file(s): " + ", ".join(missing))
-    return files
+    """The JSON-lines files, as configured (a missing one: see RAW_PROBLEMS)."""
+    return list(MATH["input_files"])
 
 
 localrules: math_nemotron_v2_low_55m
@@ -32,7 +36,7 @@ rule math_build:
         tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
         max_bad=MATH["max_bad_line_frac"],
         encoding=encoding_flags(),
-        raw=lambda w: raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
+        raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
@@ -47,10 +51,10 @@ rule math_build:
         "{PYTHON} {SCRIPTS}/build_nemotron_math_distill.py --input-file {input.files:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule math_nemotron_v2_low_55m:
     input:
-        rules.math_build.output.manifest,
+        builder_target_input("math", "math_nemotron_v2_low_55m"),
         checked("math"),  # validated, report items made (rules/validate.smk, report.smk)

@@ -47,6 +47,7 @@ rule merge_mix:
 
 rule phase1_mix_8k_665m:
     input:
+        mix_input_check,
         rules.merge_mix.output,
         checked("mix"),  # validated against its inputs, report items made
         [checked(name) for name in MERGE_INPUTS],  # and the inputs' own, for the report

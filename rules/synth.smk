@@ -13,10 +13,13 @@ except ShardListError as exc:
     raise WorkflowError(str(exc)) from None
 # Checked here, not left to the link jobs: Snakemake silently keeps an existing dataset whose
 # inputs can no longer be made, so a mistyped or vanished shard would otherwise go unnoticed.
-# A machine without the SYNTH source at all (no raw_root) can still build the other targets.
+# A machine without the SYNTH source at all (no raw_root) can still build the other targets, and
+# merge a SYNTH dataset built elsewhere (RAW_PROBLEMS, rules/common.smk).
 _missing = [target for target in SYNTH_SHARDS.values() if not os.path.exists(target)]
 if _missing and os.path.isdir(SYNTH["raw_root"]):
     raise WorkflowError(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
+_SYNTH_PROBLEM = None if os.path.isdir(SYNTH["raw_root"]) else f"config key synth.raw_root: {SYNTH['raw_root']}: no such folder"
+RAW_PROBLEMS["synth"] = lambda: _SYNTH_PROBLEM
 SYNTH_CODE = code_version("builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
 SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
@@ -24,6 +27,12 @@ SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path(
 
 def synth_link(stem):
     return os.path.join(SYNTH["subset_dir"], f"{stem}.parquet")
+
+
+def synth_shard_input(stem):
+    """The shard's link, or (raw source missing) the missing raw file itself, so that the job
+    cannot be created and a SYNTH dataset built before is kept as it is."""
+    return SYNTH_SHARDS[stem] if _SYNTH_PROBLEM else synth_link(stem)
 
 
 def synth_work(kind, stem="{shard}", suffix=""):
@@ -73,15 +82,14 @@ rule synth_phase1:
 rule synth_scan:
     """Quality verdict of every row, reading only the columns the filters need."""
     input:
-        shard=synth_link("{shard}"),
+        shard=lambda w: synth_shard_input(w.shard),
     output:
         mask=synth_work("scan", suffix=".mask.parquet"),
         summary=synth_work("scan", suffix=".json"),
     params:
-        batch_size=COMMON["batch_size"],
         result_check=cli_flags({"no_result_check": not SYNTH["result_check"]}),
         code=SYNTH_CODE,
-        raw=lambda w: raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
+        raw=lambda w: None if _SYNTH_PROBLEM else raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
         os.path.join(LOGS, "synth", "scan", "{shard}.log"),
     benchmark:
@@ -92,7 +100,7 @@ rule synth_scan:
         runtime=30,
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
-        "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {params.batch_size} "
+        "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {BATCH_SIZE} "
         "{params.result_check} 2> {log:q}"
 
 
@@ -123,7 +131,7 @@ rule synth_plan:
 rule synth_encode:
     """Filter, sample, render and tokenize one shard."""
     input:
-        shard=synth_link("{shard}"),
+        shard=lambda w: synth_shard_input(w.shard),
         mask=synth_work("scan", suffix=".mask.parquet"),
         plan=rules.synth_plan.output.plan,
         duplicates=synth_work("plan", suffix=".duplicates.json"),
@@ -135,7 +143,7 @@ rule synth_encode:
     params:
         flags=SYNTH_FLAGS,
         encoding=encoding_flags(),
-        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        encoded_dir=lambda w, output: os.path.dirname(output.train),
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "encode", "{shard}.log"),
@@ -150,13 +158,13 @@ rule synth_encode:
         "--scan-mask {input.mask:q} --plan {input.plan:q} --duplicates {input.duplicates:q} "
         "--encoded-dir {params.encoded_dir:q} "
         "--shard-stats {output.stats:q} --tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} "
-        "{params.flags} {params.encoding} 2> {log:q}"
+        "{params.flags} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule synth_finalize:
     """Fixed-size part files in shard-list order, and the manifest; assembled aside."""
     input:
-        shards=ancient([synth_link(stem) for stem in SYNTH_SHARDS]),  # read for the manifest only
+        shards=ancient([synth_shard_input(stem) for stem in SYNTH_SHARDS]),  # read for the manifest only
         summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
         stats=[synth_work("encoded", stem, ".stats.json") for stem in SYNTH_SHARDS],
         encoded=[synth_work("encoded", stem, f".{split}.arrow") for stem in SYNTH_SHARDS for split in ("train", "validation")],
@@ -168,7 +176,7 @@ rule synth_finalize:
         flags=SYNTH_FLAGS,
         encoding=encoding_flags(),
         dataset=SYNTH["dataset_name"],
-        encoded_dir=os.path.join(SYNTH_WORK, "encoded"),
+        encoded_dir=lambda w, input: os.path.dirname(input.encoded[0]),
         code=SYNTH_ENCODE_CODE,
     log:
         os.path.join(LOGS, "synth", "finalize.log"),
@@ -182,10 +190,11 @@ rule synth_finalize:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage finalize --dataset-name {params.dataset} "
         "--output-dir $(dirname {output.manifest:q}) --shard {input.shards:q} --scan-summary {input.summaries:q} "
         "--shard-stats {input.stats:q} --plan {input.plan:q} --encoded-dir {params.encoded_dir:q} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.flags} {params.encoding} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.flags} {params.encoding} "
+        "--batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule synth_distill_phase1_high_550m:
     input:
-        rules.synth_finalize.output.manifest,
+        builder_target_input("synth", "synth_distill_phase1_high_550m"),
         checked("synth"),  # validated, report items made (rules/validate.smk, report.smk)

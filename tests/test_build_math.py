@@ -105,7 +105,7 @@ def test_every_drop_reason_counted_exactly(tmp_path, tokenizer):
     samples = manifest["drop_samples"]
     assert samples["invalid_json"][0]["line"] == 6 and samples["invalid_json"][0]["detail"]
     assert [s["line"] for s in samples["blank_line"]] == [4, 5]
-    assert manifest["inputs"] == [{"path": str(path), "bytes": path.stat().st_size, "lines_read": acc["rows_read"],
+    assert manifest["inputs"] == [{"path": path.name, "bytes": path.stat().st_size, "lines_read": acc["rows_read"],
                                    "read": "complete", "rows": acc["rows_read"]}]
     assert manifest["budget"]["exhausted"] and manifest["not_read"]["bytes"] == 0
 
@@ -225,14 +225,14 @@ def test_budget_stops_at_the_crossing_line(tmp_path, tokenizer):
         snapshots.append(dataset_bytes(out))
     assert snapshots[0] == snapshots[1] == snapshots[2]
     assert manifest["budget"] == {"target_total_tokens": target, "total_tokens": sum(tokens[:25]),
-                                  "exhausted": False, "stopped_at": {"file": str(f2), "line": 6}}
+                                  "exhausted": False, "stopped_at": {"file": f2.name, "line": 6}}
     assert sorted(r["id"] for r in read_rows(out)) == sorted(f"nemotron_math:{o['uuid']}" for o in kept[:25])
     assert manifest["accounting"]["rows_read"] == 26 and manifest["accounting"]["dropped"] == {"invalid_json": 1}
     end_of_line_6 = sum(len((dumps(x) + "\n").encode()) for x in second[:6])
     unread = f2.stat().st_size - end_of_line_6
     assert manifest["not_read"]["rows"] is None
     assert manifest["not_read"]["bytes"] == unread + f3.stat().st_size
-    assert manifest["not_read"]["files"] == [{"path": str(f2), "bytes": unread}, {"path": str(f3), "bytes": f3.stat().st_size}]
+    assert manifest["not_read"]["files"] == [{"path": f2.name, "bytes": unread}, {"path": f3.name, "bytes": f3.stat().st_size}]
     assert [(i["read"], i["rows"], i["lines_read"]) for i in manifest["inputs"]] == [
         ("complete", 20, 20), ("partial", None, 6), ("not_read", None, 0)]
     assert manifest["inputs"][1]["bytes_read"] == end_of_line_6

@@ -27,6 +27,9 @@ from workflow_helpers import PROJECT, copy_project, dry_run_jobs, snakemake, wit
 MIX = "phase1_mix_8k_665m"
 DEMO_CONFIG = "config.matrix.yaml"  # config.demo.yaml with a private copy of the tokenizer folder
 PROFILE = ["--profile", "profiles/local"]
+# profiles/default is applied to every run (the plain command); this opts out, to show what
+# Snakemake does on its own.
+BARE = ["--workflow-profile", "none"]
 # Without mtime among the triggers: what one would try first, and what does not help (see README).
 NO_MTIME = ["--rerun-triggers", "code", "params", "input", "software-env"]
 SNAKEMAKE_CHECKSUM_LIMIT = 1_000_000  # --max-checksum-file-size default
@@ -108,6 +111,7 @@ def touch(path: Path) -> None:
 
 def test_nothing_changed_nothing_to_do(demo):
     assert jobs(demo) == {}
+    assert jobs(demo, *BARE) == {}
     assert jobs(demo, *PROFILE) == {}
 
 
@@ -162,8 +166,8 @@ SHARD_RESCANNED = {"synth_scan": 1, **SYNTH_AFTER_PLAN, **MERGE}
 def test_a_replaced_synth_shard_reruns_synth_and_the_merge(demo):
     with Restored(raw(demo, "synth")) as shard:
         replace_content(shard, keep_mtime=False)
-        assert jobs(demo) == {"synth_link": 1, **SHARD_RESCANNED}  # by mtime (the link is redone too)
-        assert jobs(demo, *PROFILE) == SHARD_RESCANNED              # by its content fingerprint
+        assert jobs(demo, *BARE) == {"synth_link": 1, **SHARD_RESCANNED}  # by mtime (the link is redone too)
+        assert jobs(demo) == jobs(demo, *PROFILE) == SHARD_RESCANNED      # by its content fingerprint
 
 
 def test_a_replaced_synth_shard_with_its_old_mtime_is_still_rescanned(demo):
@@ -209,31 +213,32 @@ def test_a_budgeted_raw_file_replaced_with_its_old_mtime_is_rebuilt(demo, job):
         assert jobs(demo) == with_checks({job: 1, **MERGE})
 
 
-def test_touching_a_synth_shard_reruns_its_builder_unless_the_profile_is_used(demo):
+def test_touching_a_synth_shard_reruns_its_builder_only_without_the_workflow_profile(demo):
     with Restored(raw(demo, "synth")) as shard:
         touch(shard)
         by_mtime = {"synth_link": 1, **SHARD_RESCANNED}
-        assert jobs(demo) == by_mtime
+        assert jobs(demo, *BARE) == by_mtime
         # Snakemake 9.27 compares mtimes whatever --rerun-triggers says (the mtime trigger is
         # no longer consulted), so leaving mtime out does not help...
-        assert jobs(demo, *NO_MTIME) == by_mtime
-        # ...while the profiles judge SYNTH shards by content: nothing to do.
-        assert jobs(demo, *PROFILE) == {}
+        assert jobs(demo, *BARE, *NO_MTIME) == by_mtime
+        # ...while profiles/default (every run) judges SYNTH shards by content: nothing to do.
+        assert jobs(demo) == jobs(demo, *PROFILE) == {}
 
 
-def test_touching_the_math_file_reruns_math_unless_the_profile_is_used(demo):
+def test_touching_the_math_file_reruns_math_only_without_the_workflow_profile(demo):
     with Restored(raw(demo, "math")) as lines:
         touch(lines)
-        assert jobs(demo) == with_checks({"math_build": 1, **MERGE})
-        assert jobs(demo, *PROFILE) == {}
+        assert jobs(demo, *BARE) == with_checks({"math_build": 1, **MERGE})
+        assert jobs(demo) == jobs(demo, *PROFILE) == {}
 
 
-def test_touching_the_tokenizer_vocabulary_reruns_every_encode_unless_the_profile_is_used(demo):
+def test_touching_the_tokenizer_vocabulary_reruns_nothing(demo):
+    """The jobs read a staged copy, rerun only when the vocabulary's sha256 changes
+    (tests/test_plain_command.py): a touched or copied vocabulary is the same vocabulary."""
     with Restored(raw(demo, "vocab")) as vocab:
         touch(vocab)
-        assert jobs(demo) == with_checks({"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1,
-                                          "chat_build": 1, **MERGE})
-        assert jobs(demo, *PROFILE) == {}  # its sha256 is checked whenever a job loads it
+        assert jobs(demo, *BARE) == {}
+        assert jobs(demo) == jobs(demo, *PROFILE) == {}
 
 
 # --- the content fingerprint -------------------------------------------------------------------

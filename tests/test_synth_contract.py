@@ -303,7 +303,7 @@ def test_zero_train_rows_stop_the_build(tmp_path):
     folder.mkdir()
     pq.write_table(make_synth_table([ok_row(i) for i in range(5)]), folder / "synth_001.parquet")
     with pytest.raises(ValueError, match=r"0 train rows \(5 rows read, 5 validation rows written.*global_keep"):
-        build(folder, tmp_path / "out", *NO_SAMPLING, "--train-frac", "0")
+        build(folder, tmp_path / "out", *NO_SAMPLING, "--train-frac", "1e-9")  # 0 is out of the schema's bounds
     assert not (tmp_path / "out").exists()
 
 

@@ -122,8 +122,11 @@ def test_a_wrong_config_key_stops_the_run_naming_it(built):
     assert "globl_keep" in done.stdout + done.stderr
 
 
-def test_without_a_vocabulary_folder_the_workflow_downloads_it_once_locally(built):
-    jobs = dry_run_jobs(built["project"], TARGET, "--configfile", variant(built, "fresh", synth={"global_keep": 0.5}),
-                        unset_env=("TIKTOKEN_ENCODINGS_BASE",))
-    assert jobs["download_tokenizer"] == 1
+def test_without_a_vocabulary_folder_the_workflow_downloads_it_once_locally(built, tmp_path):
+    config = json.loads(json.dumps(built["config"]))
+    config["synth"]["global_keep"] = 0.5
+    config["work_root"] = str(tmp_path / "fresh_work")  # no staged vocabulary there yet
+    config = str(write_config(built["root"] / "fresh.yaml", config))
+    jobs = dry_run_jobs(built["project"], TARGET, "--configfile", config, unset_env=("TIKTOKEN_ENCODINGS_BASE",))
+    assert jobs["stage_tokenizer"] == 1
     assert jobs["synth_encode"] == 2

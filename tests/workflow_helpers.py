@@ -34,22 +34,28 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900,
-              unset_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(project / "src"))
+def snakemake_command(project: Path, *args: str, unset_env: tuple[str, ...] = (),
+                      env: dict | None = None) -> tuple[list[str], dict]:
+    full_env = dict(os.environ, PYTHONPATH=str(project / "src"), **(env or {}))
     for name in unset_env:
-        env.pop(name, None)
+        full_env.pop(name, None)
     cmd = [sys.executable, "-m", "snakemake", "--directory", str(project), "--snakefile",
            str(project / "Snakefile"), *args]
+    return cmd, full_env
+
+
+def snakemake(project: Path, *args: str, check: bool = True, timeout: int = 900,
+              unset_env: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd, env = snakemake_command(project, *args, unset_env=unset_env, env=env)
     done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}")
     return done
 
 
-def dry_run_jobs(project: Path, *args: str, unset_env: tuple[str, ...] = ()) -> dict[str, int]:
+def dry_run_jobs(project: Path, *args: str, unset_env: tuple[str, ...] = (), env: dict | None = None) -> dict[str, int]:
     """{rule: job count} that `snakemake -n` would run; {} when nothing is to be done."""
-    done = snakemake(project, "-n", *args, unset_env=unset_env)
+    done = snakemake(project, "-n", *args, unset_env=unset_env, env=env)
     text = done.stdout + done.stderr
     if "Nothing to be done" in text:
         return {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from distill_data import budget
 from distill_data.builders import nemotron
-from distill_data.cli import run
+from distill_data.cli import check_args, run
 
 DEFAULT_INPUT = Path("/data/raw_0/nvidia__Nemotron-Math-v2/data/low.jsonl")
 
@@ -34,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_args(args, {"target_total_tokens": "math.target_total_tokens",
+                      "max_bad_line_frac": "math.max_bad_line_frac"}, "threads.budgeted")
     params = nemotron.NemotronParams(**budget.common_params(args), drop_tool_rows=args.drop_tool_rows,
                                      max_bad_line_frac=args.max_bad_line_frac)
     files = args.input_file or [DEFAULT_INPUT]

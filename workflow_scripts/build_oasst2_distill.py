@@ -17,7 +17,7 @@ from pathlib import Path
 
 from distill_data import budget
 from distill_data.builders import oasst2
-from distill_data.cli import run
+from distill_data.cli import check_args, run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_args(args, {"target_total_tokens": "chat.target_total_tokens", "english_frac": "chat.english_frac"},
+               "threads.budgeted")
     if not 0 <= args.english_frac <= 1:
         raise ValueError(f"--english-frac must be between 0 and 1, got {args.english_frac}")
     params = oasst2.Oasst2Params(**budget.common_params(args), english_frac=args.english_frac,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distill_data import budget
 from distill_data.builders import opencode
-from distill_data.cli import run
+from distill_data.cli import check_args, run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_args(args, {"target_total_tokens": "code.target_total_tokens"}, "threads.budgeted")
     params = opencode.OpenCodeParams(**budget.common_params(args), shuffle_shards=args.shuffle_shards)
 
     def source():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from distill_data.builders import synth
-from distill_data.cli import add_encoding_args, log, make_encoder, run
+from distill_data.cli import add_encoding_args, check_args, log, make_encoder, run
 from distill_data.dataset import write_build_info
 from distill_data.stats import DatasetStats
 from distill_data.tokenizer import load_tokenizer
@@ -124,6 +124,8 @@ def stage_finalize(args, shards, summaries, shard_stats, plan, encoded_dir, toke
 def main(argv=None) -> None:
     started = time.time()
     args = parse_args(argv)
+    check_args(args, {"english_frac": "synth.english_frac", "memorization_cap": "synth.memorization_cap",
+                      "global_keep": "synth.global_keep"})
     if args.stage == "scan":
         require(args, "shard", "scan_mask", "scan_summary")
         stage_scan(args, args.shard[0], args.scan_mask[0], args.scan_summary[0])

@@ -25,6 +25,7 @@ from pathlib import Path
 import distill_data  # noqa: F401  (first: it picks Arrow's memory pool before pyarrow loads)
 import pyarrow as pa
 from distill_data.cli import log, run
+from distill_data.config import check_args as check_config_bounds
 from distill_data.dataset import write_build_info
 from distill_data.merge import WEIGHT_BY, MergeParams, build_mix, parse_input_spec
 
@@ -64,6 +65,8 @@ def decoder(args):
 def main(argv=None) -> None:
     started = time.time()
     args = parse_args(argv)
+    check_config_bounds(args, {"rows_per_file": "merge.rows_per_file", "samples_per_input": "merge.samples_per_input",
+                               "threads": "threads.merge"})
     specs = [parse_input_spec(spec) for spec in args.input]
     params = MergeParams(inputs=tuple(name for name, _ in specs), seed=args.seed, weight_by=args.weight_by,
                          rows_per_file=args.rows_per_file, samples_per_input=args.samples_per_input)

@@ -124,6 +124,7 @@ class BudgetSource(ABC):
 
     def __init__(self, files: Sequence[str | os.PathLike]):
         self.files = [Path(p) for p in files]
+        self.names = relative_names(self.files)  # what the manifest records: no machine paths
 
     @abstractmethod
     def batches(self, batch_size: int) -> Iterator[Batch]:
@@ -137,6 +138,10 @@ class BudgetSource(ABC):
     def describe_not_read(self, rows_read: Sequence[int], stop: StopPoint | None) -> dict:
         """What the budget left unread, and what the number means."""
 
+    def check_stop(self, stop: StopPoint) -> None:
+        """Called when the budget ended reading at `stop`: raise if what was read breaks a
+        source limit that is otherwise judged at a file's end (e.g. math's bad-line share)."""
+
     def manifest_extra(self) -> dict:
         """Source-specific manifest keys (e.g. a sampling plan)."""
         return {}
@@ -146,6 +151,15 @@ class BudgetSource(ABC):
 
     def write_extra_files(self, dataset_dir: Path) -> None:
         """Source-specific files next to the manifest (e.g. the shard order)."""
+
+
+def relative_names(files: Sequence[Path]) -> list[str]:
+    """Each file relative to the folder that holds them all (the configured input folder, or the
+    common parent of the configured files): the manifest stays the same when that folder moves."""
+    if not files:
+        return []
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files])
+    return [os.path.relpath(os.path.abspath(p), root) for p in files]
 
 
 class CountedSource(BudgetSource):
@@ -159,9 +173,9 @@ class CountedSource(BudgetSource):
 
     def describe_inputs(self, rows_read, stop):
         return [
-            {"path": str(path), "bytes": path.stat().st_size, "rows": total, "rows_read": done,
+            {"path": name, "bytes": path.stat().st_size, "rows": total, "rows_read": done,
              "read": read_status(done, total)}
-            for path, total, done in zip(self.files, self.file_rows, rows_read)
+            for path, name, total, done in zip(self.files, self.names, self.file_rows, rows_read)
         ]
 
     def describe_not_read(self, rows_read, stop):
@@ -171,7 +185,7 @@ class CountedSource(BudgetSource):
             "bytes": None,
             "meaning": "rows (see rows_read_meaning) never read because the token budget was "
                        "reached; exact, counted from the files' row counts",
-            "files": [{"path": str(p), "rows": n} for p, n in zip(self.files, unread) if n],
+            "files": [{"path": name, "rows": n} for name, n in zip(self.names, unread) if n],
         }
 
 
@@ -255,7 +269,7 @@ class _Run:
         self.stats.drop(reason, item.categories if isinstance(item, Drop) else None)
         sample = self.samples.setdefault(reason, [])
         if len(sample) < DROP_SAMPLES_PER_REASON:
-            where = {"file": str(self.source.files[batch.file]), self.source.position_name: batch.positions[i]}
+            where = {"file": self.source.names[batch.file], self.source.position_name: batch.positions[i]}
             if detail:
                 where["detail"] = detail
             sample.append(where)
@@ -265,7 +279,7 @@ class _Run:
     def budget_report(self) -> dict:
         stopped_at = None
         if self.stop is not None:
-            stopped_at = {"file": str(self.source.files[self.stop.file]),
+            stopped_at = {"file": self.source.names[self.stop.file],
                           self.source.position_name: self.stop.position}
         return {
             "target_total_tokens": self.target,
@@ -296,6 +310,8 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
         finally:
             batches.close()  # lets the source close its files when the budget stopped it early
         progress.done()
+        if run.stop is not None:
+            source.check_stop(run.stop)
         check_not_empty(run, dataset)
         files = run.writers.close()
         manifest = build_manifest(

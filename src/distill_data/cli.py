@@ -33,6 +33,18 @@ def add_encoding_args(parser: argparse.ArgumentParser) -> None:
                        help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE)")
 
 
+# The shared flags and the config keys whose bounds they obey (config.check_args).
+ENCODING_KEYS = {"max_seq_len": "common.max_seq_len", "train_frac": "common.train_frac",
+                 "rows_per_file": "common.rows_per_file", "batch_size": "common.batch_size"}
+
+
+def check_args(args: argparse.Namespace, keys: dict[str, str], threads_key: str = "threads.encode") -> None:
+    """The script's values within the config schema's bounds (shared flags included)."""
+    from .config import check_args as check
+
+    check(args, {**ENCODING_KEYS, "threads": threads_key, **keys})
+
+
 def make_encoder(args: argparse.Namespace) -> ExampleEncoder:
     tokenizer = load_tokenizer(args.tokenizer_dir)
     renderer = HarmonyRenderer(tokenizer, args.reasoning_level, args.threads)

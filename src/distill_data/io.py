@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -13,18 +14,25 @@ class SourceError(RuntimeError):
     """A raw input file cannot be used as it is; the message says which and why."""
 
 
+def describe(path: str | Path) -> str:
+    """The path as an error names it: a symlink (a SYNTH subset link) with the raw file behind it."""
+    if os.path.islink(path):
+        return f"{path} (a link to {os.path.realpath(path)})"
+    return str(path)
+
+
 def open_parquet(path: str | Path, columns: Sequence[str], buffer_size: int = 0) -> pq.ParquetFile:
     """Open a parquet file and check the columns a builder needs are there and are text-like."""
     try:
         handle = pq.ParquetFile(path, buffer_size=buffer_size)
     except FileNotFoundError:
-        raise SourceError(f"{path}: file not found") from None
+        raise SourceError(f"{describe(path)}: file not found") from None
     except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"{path}: not a readable parquet file ({exc})") from None
+        raise SourceError(f"{describe(path)}: not a readable parquet file ({exc})") from None
     names = handle.schema_arrow.names
     missing = [c for c in columns if c not in names]
     if missing:
-        raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the file has {', '.join(names)}")
+        raise SourceError(f"{describe(path)}: missing column(s) {', '.join(missing)}; the file has {', '.join(names)}")
     return handle
 
 
@@ -55,8 +63,8 @@ def iter_parquet_batches(path: str | Path, columns: Sequence[str], batch_size: i
         kind = schema.field(name).type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
                 or pa.types.is_dictionary(kind)):
-            raise SourceError(f"{path}: column {name} has type {kind}, expected string")
+            raise SourceError(f"{describe(path)}: column {name} has type {kind}, expected string")
     try:
         yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
     except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"{path}: unreadable data ({exc})") from None
+        raise SourceError(f"{describe(path)}: unreadable data ({exc})") from None

@@ -26,6 +26,8 @@ Train rows come only from the inputs' train splits and validation rows only from
 
 from __future__ import annotations
 
+import os
+
 import heapq
 import json
 import logging
@@ -118,11 +120,13 @@ class MixInput:
     files: dict[str, list[Path]]       # split -> part files, in order
     rows: dict[str, int]               # split -> rows
 
-    def describe(self) -> dict:
+    def describe(self, mix_dir: Path) -> dict:
+        """The input as the mix's manifest records it: its folder relative to the mix's (so
+        that moving output_root changes no byte), and its manifest by sha256."""
         return {
             "name": self.name,
             "dataset": self.manifest.get("dataset"),
-            "path": str(self.directory),
+            "path": os.path.relpath(os.path.abspath(self.directory), os.path.abspath(mix_dir)),
             "manifest_sha256": self.manifest_sha256,
             "params_sha256": self.manifest.get("params_sha256"),
             "rows": dict(self.rows),
@@ -598,7 +602,7 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             "params": params.to_dict(),
             "params_sha256": params_sha256(params.to_dict()),
             "tokenizer": tokenizer,
-            "inputs": [inp.describe() for inp in inputs],
+            "inputs": [inp.describe(output_dir) for inp in inputs],
             **stats.to_dict(),
             "composition": composition,
             "files": files,

@@ -10,6 +10,8 @@ that are not JSON or not an object count towards `max_bad_line_frac`.
 
 from __future__ import annotations
 
+import bisect
+
 import json
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -152,6 +154,7 @@ class BadLineCounter:
         self.path, self.max_frac = path, max_frac
         self.lines = self.bad = 0
         self.first: tuple[int, str] | None = None
+        self.bad_lines: list[int] = []  # their numbers, to judge the part read when the budget stops
 
     def add(self, line: int, item) -> SourceError | None:
         """Count a line; at an unreadable one past EARLY_CHECK_LINES, the error if too many."""
@@ -159,14 +162,23 @@ class BadLineCounter:
         if not (isinstance(item, budget.Drop) and item.reason in UNREADABLE):
             return None
         self.bad += 1
+        self.bad_lines.append(line)
         self.first = self.first or (line, f"{item.reason}: {item.detail}")
         return self.check() if line >= EARLY_CHECK_LINES else None
 
-    def check(self) -> SourceError | None:
-        if self.bad <= self.max_frac * self.lines:
+    def check_until(self, line: int) -> SourceError | None:
+        """The share judged on lines 1..`line` (the budget stopped reading there), as at a file's
+        end: the lines read past it, in the same batch, do not count (batch size never matters)."""
+        bad = bisect.bisect_right(self.bad_lines, line)
+        return self.check(bad, line)
+
+    def check(self, bad: int | None = None, lines: int | None = None) -> SourceError | None:
+        bad = self.bad if bad is None else bad
+        lines = self.lines if lines is None else lines
+        if bad <= self.max_frac * lines:
             return None
         return SourceError(
-            f"{self.path}: {self.bad} of the first {self.lines} lines are unreadable (not a JSON object), "
+            f"{self.path}: {bad} of the first {lines} lines are unreadable (not a JSON object), "
             f"more than {self.max_frac:.2%}; first at line {self.first[0]} ({self.first[1]}). "
             "Is this a JSON-lines file? (the limit is math.max_bad_line_frac)")
 
@@ -179,8 +191,8 @@ def open_jsonl(path: Path):
 
 
 def file_batches(index: int, path: Path, batch_size: int, drop_tool_rows: bool,
-                 max_bad_line_frac: float) -> Iterator[budget.Batch]:
-    counter = BadLineCounter(path, max_bad_line_frac)
+                 max_bad_line_frac: float, counter: BadLineCounter | None = None) -> Iterator[budget.Batch]:
+    counter = counter or BadLineCounter(path, max_bad_line_frac)
     positions, items, ends = [], [], []
     offset = 0
     with open_jsonl(path) as handle:
@@ -220,15 +232,24 @@ class NemotronSource(budget.BudgetSource):
         self.max_bad_line_frac = max_bad_line_frac
 
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        self.counters = {}
         for index, path in enumerate(self.files):
-            yield from file_batches(index, path, batch_size, self.drop_tool_rows, self.max_bad_line_frac)
+            self.counters[index] = BadLineCounter(path, self.max_bad_line_frac)
+            yield from file_batches(index, path, batch_size, self.drop_tool_rows, self.max_bad_line_frac,
+                                    self.counters[index])
+
+    def check_stop(self, stop: budget.StopPoint) -> None:
+        """The budget ended reading in a file: its bad-line limit holds for the part read."""
+        error = self.counters[stop.file].check_until(stop.position)
+        if error is not None:
+            raise error
 
     def describe_inputs(self, rows_read, stop):
         inputs = []
-        for index, (path, lines) in enumerate(zip(self.files, rows_read)):
+        for index, (path, name, lines) in enumerate(zip(self.files, self.names, rows_read)):
             size = path.stat().st_size
             partial = stop is not None and stop.file == index and stop.end < size
-            entry = {"path": str(path), "bytes": size, "lines_read": lines,
+            entry = {"path": name, "bytes": size, "lines_read": lines,
                      "read": "partial" if partial else "complete" if stop is None or index <= stop.file else "not_read"}
             # A row count is known only for a file read to its end.
             entry["rows"] = lines if entry["read"] == "complete" else None
@@ -240,9 +261,10 @@ class NemotronSource(budget.BudgetSource):
     def describe_not_read(self, rows_read, stop):
         files = []
         if stop is not None:
-            files.append({"path": str(self.files[stop.file]),
+            files.append({"path": self.names[stop.file],
                           "bytes": self.files[stop.file].stat().st_size - stop.end})
-            files += [{"path": str(p), "bytes": p.stat().st_size} for p in self.files[stop.file + 1:]]
+            files += [{"path": name, "bytes": p.stat().st_size}
+                      for p, name in zip(self.files[stop.file + 1:], self.names[stop.file + 1:])]
             files = [f for f in files if f["bytes"]]
         return {
             "rows": 0 if stop is None else None,

@@ -161,7 +161,7 @@ class OpenCodeSource(budget.CountedSource):
         return {"shard_order": {"shuffled": self.shuffle, "file": SHARD_ORDER_FILE}}
 
     def write_extra_files(self, dataset_dir: Path) -> None:
-        write_text(Path(dataset_dir) / SHARD_ORDER_FILE, "".join(f"{p}\n" for p in self.files))
+        write_text(Path(dataset_dir) / SHARD_ORDER_FILE, "".join(f"{name}\n" for name in self.names))
 
 
 def build(input_dir: str | Path, output_dir: str | Path, encoder: ExampleEncoder, params: OpenCodeParams,

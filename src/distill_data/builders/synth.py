@@ -25,7 +25,7 @@ from ..dataset import SplitWriters, build_manifest, require_train_rows
 from ..encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many,
                       rows_to_table, token_columns)
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, iter_parquet_batches, iter_parquet_columns, open_parquet
+from ..io import SourceError, describe, iter_parquet_batches, iter_parquet_columns, open_parquet
 from ..progress import Progress
 from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
@@ -347,7 +347,7 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     mask = pq.read_table(mask_path)
     handle = open_parquet(path, ENCODE_COLUMNS)
     if mask.num_rows != handle.metadata.num_rows:
-        raise SourceError(f"{path}: has {handle.metadata.num_rows} rows but its scan {mask_path} has "
+        raise SourceError(f"{describe(path)}: has {handle.metadata.num_rows} rows but its scan {mask_path} has "
                           f"{mask.num_rows}; the shard changed after it was scanned, rerun the scan")
     verdicts = mask.column("quality_drop").to_pylist()
     memorization = mask.column("memorization").to_pylist()
@@ -498,7 +498,8 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
     for shard_stat in shard_stats:
         stats.merge(shard_stat)
     require_train_rows(dataset, stats, EMPTY_HINT)
-    inputs = [{"path": str(p), "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
+    # Names in the subset folder, not machine paths: moving the folder changes no byte.
+    inputs = [{"path": Path(p).name, "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
     with assembled_aside(dataset_dir) as scratch:
         writers = SplitWriters(scratch, SCHEMA, params.rows_per_file, threads=threads)
         seen_ids: set[str] = set()  # ids are unique within a dataset; shards are encoded apart
