@@ -347,6 +347,28 @@ def test_budgeted_builder_reports_drops_by_category_warnings_and_split_groups(tm
     assert groups["validation"] and not groups["train"] & groups["validation"]
 
 
+def test_budgeted_builders_own_drops_are_in_the_table_and_by_design_drops_never_warn(tmp_path, tokenizer):
+    """A source filter that empties one category (an unparsable score on every `algorithmic`
+    row) is loud; `imperfect_tests`, the code builder's purpose, removes most rows silently."""
+    from distill_data.builders import opencode
+    from test_build_code import good, make_encoder, write_shard
+
+    rows = [good(i, domain="algorithmic", average_test_score="n/a") for i in range(25)]
+    rows += [good(100 + i, domain="generic", average_test_score="0.7" if i < 20 else "1.0") for i in range(30)]
+    write_shard(tmp_path / "raw" / "train-00000-of-00001.parquet", rows, score_as_string=True)
+    params = opencode.OpenCodeParams(target_total_tokens=10**9, shuffle_shards=False, train_frac=0.5)
+    encoder = make_encoder(tokenizer)
+    encoder.train_frac = 0.5
+    manifest = opencode.build(tmp_path / "raw", tmp_path / "out", encoder, params)
+    assert manifest["accounting"]["dropped"] == {"no_test_score": 25, "imperfect_tests": 20}
+    table = manifest["drops_by_category"]["domain"]
+    assert table["algorithmic"]["reasons"]["no_test_score"] == {"reached": 25, "dropped": 25}
+    assert table["generic"]["reasons"]["imperfect_tests"] == {"reached": 30, "dropped": 20}
+    assert table["generic"]["written"] == 10
+    # 25 of the 55 self-instruct rows (45%) is not a majority: no warning for that category
+    assert [w.split(" dropped")[0] for w in manifest["warnings"]] == ["domain=algorithmic: no_test_score"]
+
+
 def test_normalized_text_collapses_exactly_the_regex_whitespace():
     """CONTRACT.md's normalization (NFKC, whitespace runs collapsed, stripped, case-folded),
     written out with a regex, agrees with the fast form on every whitespace code point."""

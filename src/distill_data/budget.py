@@ -70,6 +70,15 @@ class Drop:
 Candidate = Union[Example, str, Drop]
 
 
+def with_categories(item: Candidate, categories: dict) -> Candidate:
+    """A source's own drop, tagged with the row's category fields so that the manifest's
+    `drops_by_category` (and its warnings) covers it; an example is returned as it is."""
+    if isinstance(item, Example):
+        return item
+    reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
+    return Drop(reason, detail, categories)
+
+
 @dataclass
 class Batch:
     """Consecutive candidates of one input file, in read order."""
@@ -119,6 +128,9 @@ class BudgetSource(ABC):
     drop_reasons: Sequence[str]    # every reason this source (and the encoder) can give
     position_name = "row"          # positions count parquet rows (0-based) or lines (1-based)
     rows_meaning = "rows of the input files"
+    # The source's own filters that remove many rows by design (its purpose, e.g. perfect tests
+    # only): like sampling decisions, they never raise a `warnings` entry.
+    by_design_reasons: Sequence[str] = ()
     # What to change when the build would have no train rows (see ``check_not_empty``).
     empty_hint = "check the input folder and the builder's filters; common.train_frac sets the validation share"
 
@@ -318,7 +330,8 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
             dataset=dataset, builder=source.builder, params=params.to_dict(),
             tokenizer=encoder.renderer.tokenizer,
             inputs=source.describe_inputs(run.rows_read, run.stop), stats=run.stats, files=files,
-            dataset_dir=scratch, drop_stages=DRIVER_DROP_STAGES, sampling_reasons=SAMPLING_REASONS,
+            dataset_dir=scratch, drop_stages=drop_stages(source),
+            sampling_reasons=(*SAMPLING_REASONS, *source.by_design_reasons),
             extra={
                 "budget": run.budget_report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
@@ -344,6 +357,12 @@ def check_not_empty(run: _Run, dataset: str) -> None:
         f"{dataset}: the build would write 0 train rows (rows read {acc.rows_read}, written: train 0, "
         f"validation {acc.written['validation']}; dropped: {drops}); nothing was written. "
         f"{run.source.empty_hint}")
+
+
+def drop_stages(source: BudgetSource) -> tuple:
+    """The order a row meets the reasons: the source's filters (in its order), then the driver's."""
+    driver = {r for stage in DRIVER_DROP_STAGES for r in ((stage,) if isinstance(stage, str) else stage)}
+    return (*(r for r in source.drop_reasons if r not in driver), *DRIVER_DROP_STAGES)
 
 
 def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:

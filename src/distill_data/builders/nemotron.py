@@ -114,7 +114,12 @@ def row_key(obj: dict) -> str:
     return clean_text(uuid) if isinstance(uuid, str) and clean_text(uuid) else content_key(obj)
 
 
-def candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
+def candidate(obj: dict, drop_tool_rows: bool) -> Example | budget.Drop:
+    data_source = clean_text(obj.get("data_source")) if isinstance(obj.get("data_source"), str) else ""
+    return budget.with_categories(_candidate(obj, drop_tool_rows), {"data_source": data_source or None})
+
+
+def _candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
     users = messages_with_role(obj, "user")
     if not users:
         return DROP_NO_USER_MESSAGE
@@ -218,6 +223,7 @@ class NemotronSource(budget.BudgetSource):
     schema = SCHEMA
     category_fields = CATEGORY_FIELDS
     drop_reasons = DROP_REASONS
+    by_design_reasons = (DROP_TOOL_ROW,)  # Phase 1 has no tool use
     position_name = "line"
     rows_meaning = "lines of the JSON-lines files (one row per line, blank and unreadable lines included)"
 

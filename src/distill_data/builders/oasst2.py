@@ -170,6 +170,7 @@ class Oasst2Source(budget.CountedSource):
     schema = SCHEMA
     category_fields = CATEGORY_FIELDS
     drop_reasons = DROP_REASONS
+    by_design_reasons = (DROP_NOT_BEST_REPLY,)  # one reply per prompt
     rows_meaning = "assistant replies (prompter messages are not rows of this dataset: see messages)"
     empty_hint = ("check chat.input_dir, or lower chat.english_frac (--english-frac); "
                   "common.train_frac sets the validation share")
@@ -339,11 +340,12 @@ class Oasst2Source(budget.CountedSource):
                 if items:
                     yield budget.Batch(index, positions, items)
 
-    def _candidate(self, reply: Reply, row: dict) -> Example | str | budget.Drop:
+    def _candidate(self, reply: Reply, row: dict) -> Example | budget.Drop:
+        categories = {"lang": clean_text(row["lang"]) or None}
         if reply.verdict:
-            return reply.verdict
+            return budget.with_categories(reply.verdict, categories)
         if not reply.english and unit_hash(reply.message_id, self.seed, "lang") > self.plan["non_en_keep"]:
-            return DROP_ENGLISH_TARGET
+            return budget.with_categories(DROP_ENGLISH_TARGET, categories)
         parent = clean_text(row["parent_id"])
         path = self.thread(parent).path   # root, reply, prompt, reply, …, parent
         history = ()
