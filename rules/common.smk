@@ -36,7 +36,7 @@ THREADS = config["threads"]
 PACKAGE_DIR = Path(distill_data.__file__).parent
 
 # Modules every builder's encoding depends on; editing one reruns every encode.
-RENDER_CODE = ["tokenizer.py", "render.py", "encode.py", "dataset.py", "cli.py", "writer.py",
+RENDER_CODE = ["tokenizer.py", "render.py", "render_check.py", "encode.py", "dataset.py", "cli.py", "writer.py",
                "schema.py", "stats.py", "hashing.py", "text.py", "io.py"]
 
 

@@ -137,8 +137,8 @@ rule synth_encode:
         duplicates=synth_work("plan", suffix=".duplicates.json"),
         vocab=VOCAB_FILE,
     output:
-        train=synth_work("encoded", suffix=".train.parquet"),
-        validation=synth_work("encoded", suffix=".validation.parquet"),
+        train=synth_work("encoded", suffix=".train.arrow"),
+        validation=synth_work("encoded", suffix=".validation.arrow"),
         stats=synth_work("encoded", suffix=".stats.json"),
     params:
         flags=SYNTH_FLAGS,
@@ -167,7 +167,7 @@ rule synth_finalize:
         shards=ancient([synth_shard_input(stem) for stem in SYNTH_SHARDS]),  # read for the manifest only
         summaries=[synth_work("scan", stem, ".json") for stem in SYNTH_SHARDS],
         stats=[synth_work("encoded", stem, ".stats.json") for stem in SYNTH_SHARDS],
-        encoded=[synth_work("encoded", stem, f".{split}.parquet") for stem in SYNTH_SHARDS for split in ("train", "validation")],
+        encoded=[synth_work("encoded", stem, f".{split}.arrow") for stem in SYNTH_SHARDS for split in ("train", "validation")],
         plan=rules.synth_plan.output.plan,
         vocab=VOCAB_FILE,
     output:
@@ -182,7 +182,7 @@ rule synth_finalize:
         os.path.join(LOGS, "synth", "finalize.log"),
     benchmark:
         os.path.join(LOGS, "synth", "finalize.benchmark.tsv")
-    threads: 1
+    threads: 2  # part files are compressed on both
     resources:
         mem_mb=2000,
         runtime=120,
@@ -190,7 +190,8 @@ rule synth_finalize:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage finalize --dataset-name {params.dataset} "
         "--output-dir $(dirname {output.manifest:q}) --shard {input.shards:q} --scan-summary {input.summaries:q} "
         "--shard-stats {input.stats:q} --plan {input.plan:q} --encoded-dir {params.encoded_dir:q} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) {params.flags} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.flags} {params.encoding} "
+        "--batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule synth_distill_phase1_high_550m:

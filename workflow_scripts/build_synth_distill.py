@@ -20,6 +20,7 @@ from distill_data.builders import synth
 from distill_data.cli import add_encoding_args, check_args, log, make_encoder, run
 from distill_data.dataset import write_build_info
 from distill_data.stats import DatasetStats
+from distill_data.tokenizer import load_tokenizer
 from distill_data.writer import write_json
 
 
@@ -115,6 +116,7 @@ def stage_finalize(args, shards, summaries, shard_stats, plan, encoded_dir, toke
         encoded_dir=encoded_dir, scan_summaries=[synth.load_json(p) for p in summaries],
         shard_stats=[DatasetStats.from_dict(synth.load_json(p)) for p in shard_stats],
         plan=synth.load_json(plan), params=params_of(args), tokenizer=tokenizer, input_paths=shards,
+        threads=args.threads,
     )
     log.info("%s: %d rows, %d tokens", args.output_dir, manifest["accounting"]["rows_written_total"], manifest["total_tokens"])
 
@@ -137,7 +139,7 @@ def main(argv=None) -> None:
     elif args.stage == "finalize":
         require(args, "shard", "scan_summary", "shard_stats", "plan", "encoded_dir", "output_dir")
         stage_finalize(args, args.shard, args.scan_summary, args.shard_stats, args.plan, args.encoded_dir,
-                       make_encoder(args).renderer.tokenizer)
+                       load_tokenizer(args.tokenizer_dir))
         write_build_info(args.output_dir, started, sys.argv)
     else:
         require(args, "input_dir", "output_dir")

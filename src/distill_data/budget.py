@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
 from .dataset import SplitWriters, build_manifest, write_build_info
-from .encode import DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example, ExampleEncoder, record, rows_to_table
+from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example,
+                     ExampleEncoder, record_many, rows_to_table)
 from .io import SourceError
 from .progress import Progress
 from .schema import SPLITS
@@ -244,7 +245,6 @@ class _Run:
                 self._drop(item, batch, i)
                 continue
             self.written_ids.add(item.example.id)
-            record(self.stats, item, self.source.category_fields)
             self.source.on_written(item)
             kept[item.split].append(item)
             self.total_tokens += item.total_tokens
@@ -253,6 +253,7 @@ class _Run:
                 break
         for split, rows in kept.items():
             if rows:
+                record_many(self.stats, rows, self.source.category_fields)
                 self.writers.write(split, rows_to_table(rows, self.source.schema))
         if self.stop is None and batch.error_after is not None:
             raise batch.error_after
@@ -305,7 +306,9 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
     """Build `dataset_dir` (assembled aside, swapped in on success) and return its manifest."""
     check_encoder(encoder, params)
     with assembled_aside(Path(dataset_dir)) as scratch:
-        run = _Run(source, encoder, SplitWriters(scratch, source.schema, params.rows_per_file),
+        # part files are compressed on the tokenizer's threads while the next batch is read
+        writers = SplitWriters(scratch, source.schema, params.rows_per_file, threads=encoder.renderer.num_threads)
+        run = _Run(source, encoder, writers,
                    params.target_total_tokens, rows_read=[0] * len(source.files))
         batches = source.batches(batch_size)
         progress = Progress(f"{dataset}: rows read", total_tokens=params.target_total_tokens)

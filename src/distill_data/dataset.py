@@ -34,8 +34,8 @@ def params_sha256(params: dict) -> str:
 class SplitWriters:
     """One PartWriter per split inside a (scratch) dataset folder."""
 
-    def __init__(self, dataset_dir: Path, schema: pa.Schema, rows_per_file: int):
-        self.writers = {split: PartWriter(Path(dataset_dir) / split, schema, rows_per_file) for split in SPLITS}
+    def __init__(self, dataset_dir: Path, schema: pa.Schema, rows_per_file: int, threads: int = 1):
+        self.writers = {split: PartWriter(Path(dataset_dir) / split, schema, rows_per_file, threads) for split in SPLITS}
 
     def write(self, split: str, table: pa.Table) -> None:
         self.writers[split].write(table)

@@ -21,10 +21,10 @@ def describe(path: str | Path) -> str:
     return str(path)
 
 
-def open_parquet(path: str | Path, columns: Sequence[str]) -> pq.ParquetFile:
+def open_parquet(path: str | Path, columns: Sequence[str], buffer_size: int = 0) -> pq.ParquetFile:
     """Open a parquet file and check the columns a builder needs are there and are text-like."""
     try:
-        handle = pq.ParquetFile(path)
+        handle = pq.ParquetFile(path, buffer_size=buffer_size)
     except FileNotFoundError:
         raise SourceError(f"{describe(path)}: file not found") from None
     except (pa.ArrowException, OSError) as exc:
@@ -44,7 +44,20 @@ def iter_parquet_columns(path: str | Path, columns: Sequence[str], batch_size: i
                          string_columns: Sequence[str] = ()) -> Iterator[dict[str, list]]:
     """Yield batches as {column: python list}; `string_columns` are cast to string (a clear
     error names the column if that is impossible)."""
-    handle = open_parquet(path, columns)
+    for batch in iter_parquet_batches(path, columns, batch_size, string_columns):
+        yield {name: batch.column(name).to_pylist() for name in columns}
+
+
+# Read column chunks in pieces of this size rather than whole: a raw shard is one row group of
+# hundreds of MB, which would otherwise be held in memory at once.
+READ_BUFFER = 1 << 20
+
+
+def iter_parquet_batches(path: str | Path, columns: Sequence[str], batch_size: int,
+                         string_columns: Sequence[str] = ()) -> Iterator[pa.RecordBatch]:
+    """Yield Arrow record batches of `columns`; `string_columns` must be text-like (a clear
+    error names the column otherwise)."""
+    handle = open_parquet(path, columns, buffer_size=READ_BUFFER)
     schema = handle.schema_arrow
     for name in string_columns:
         kind = schema.field(name).type
@@ -52,7 +65,6 @@ def iter_parquet_columns(path: str | Path, columns: Sequence[str], batch_size: i
                 or pa.types.is_dictionary(kind)):
             raise SourceError(f"{describe(path)}: column {name} has type {kind}, expected string")
     try:
-        for batch in handle.iter_batches(batch_size=batch_size, columns=list(columns)):
-            yield {name: batch.column(name).to_pylist() for name in columns}
+        yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{describe(path)}: unreadable data ({exc})") from None

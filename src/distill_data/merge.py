@@ -515,8 +515,8 @@ class OrderedFileWriter:
 
 
 def _write_part(table: pa.Table, path: Path) -> dict:
-    write_parquet(table.combine_chunks().cast(MIX_SCHEMA), path)
-    return {"path": path.name, "rows": table.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    written = write_parquet(table.combine_chunks().cast(MIX_SCHEMA), path)
+    return {"path": path.name, "rows": table.num_rows, **written}
 
 
 def runs(segment: np.ndarray) -> Iterator[tuple[int, int]]:

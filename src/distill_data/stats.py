@@ -77,6 +77,16 @@ class TokenStats:
         self.min = value if self.min is None or value < self.min else self.min
         self.max = value if self.max is None or value > self.max else self.max
 
+    def add_many(self, values) -> None:
+        """`add` of every value of an integer numpy array."""
+        if not len(values):
+            return
+        low, high = int(values.min()), int(values.max())
+        self.count += len(values)
+        self.sum += int(values.sum())
+        self.min = low if self.min is None or low < self.min else self.min
+        self.max = high if self.max is None or high > self.max else self.max
+
     def merge(self, other: "TokenStats") -> None:
         if not other.count:
             return
@@ -120,6 +130,24 @@ class DatasetStats:
         self.accounting.drop(reason)
         if categories:
             self.categories.add_drop(categories, reason)
+
+    def add_written_many(self, split: str, prompt, analysis, final, categories: dict) -> None:
+        """`add_written` of many rows: token counts as int64 numpy arrays, and each category
+        field's values as a list."""
+        if not len(prompt):
+            return
+        self.accounting.written[split] += len(prompt)
+        per_split = self.tokens[split]
+        per_split["prompt"].add_many(prompt)
+        per_split["analysis"].add_many(analysis)
+        per_split["final"].add_many(final)
+        per_split["total"].add_many(prompt + analysis + final)
+        for name, values in categories.items():
+            self.distributions.setdefault(name, Counter()).update(v if v is not None else "null" for v in values)
+        total = (prompt + analysis + final).tolist()
+        assistant = (analysis + final).tolist()
+        for name, values in categories.items():
+            self.categories.add_written_many(name, values, total, assistant)
 
     def merge(self, other: "DatasetStats") -> None:
         self.accounting.merge(other.accounting)
@@ -209,6 +237,15 @@ class CategoryCounts:
             cell.written += 1
             cell.total_tokens += total_tokens
             cell.assistant_tokens += assistant_tokens
+
+    def add_written_many(self, name: str, values: list, total_tokens: list, assistant_tokens: list) -> None:
+        """`add_written` of many rows, for one category field."""
+        for value, total, assistant in zip(values, total_tokens, assistant_tokens):
+            cell = self._cell(name, value)
+            cell.rows += 1
+            cell.written += 1
+            cell.total_tokens += total
+            cell.assistant_tokens += assistant
 
     def merge(self, other: "CategoryCounts") -> None:
         for name, values in other.cells.items():

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,6 +67,8 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def download_vocabulary(dest_dir: str | os.PathLike, url: str = VOCAB_URL) -> Path:
     """Fetch the vocabulary once, verify it, and move it into place atomically."""
+    import urllib.request  # here: http and ssl cost every job ~30 ms of imports
+
     dest = Path(dest_dir) / VOCAB_FILENAME
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".partial")
@@ -90,13 +90,22 @@ def download_vocabulary(dest_dir: str | os.PathLike, url: str = VOCAB_URL) -> Pa
     return dest
 
 
-@dataclass(frozen=True)
 class HarmonyTokenizer:
-    """The two views of one vocabulary: openai-harmony (reference) and tiktoken (fast)."""
+    """The two views of one vocabulary: openai-harmony (reference) and tiktoken (fast).
 
-    vocab_dir: Path
-    harmony: object  # openai_harmony.HarmonyEncoding
-    tiktoken: object  # tiktoken.Encoding
+    openai-harmony's encoding (a second copy of the vocabulary, ~0.2 s to load) is loaded on
+    first use: a job whose renderer self-check is already recorded never needs it."""
+
+    def __init__(self, vocab_dir: Path, tiktoken: object, harmony: object | None = None):
+        self.vocab_dir = Path(vocab_dir)
+        self.tiktoken = tiktoken  # tiktoken.Encoding
+        self._harmony = harmony
+
+    @property
+    def harmony(self):  # openai_harmony.HarmonyEncoding
+        if self._harmony is None:
+            self._harmony = _load_harmony(self.vocab_dir)
+        return self._harmony
 
     def describe(self) -> dict:
         from importlib.metadata import version
@@ -111,19 +120,25 @@ class HarmonyTokenizer:
         }
 
 
+def _load_harmony(folder: Path):
+    # openai-harmony reads the vocabulary from this folder when the variable is set.
+    os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(folder)
+    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
+
+    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(vocab_dir: str | os.PathLike | None = None) -> HarmonyTokenizer:
-    """Load both encodings from a verified local vocabulary; never touches the network."""
+    """Load the encodings from a verified local vocabulary; never touches the network."""
     folder = resolve_vocab_dir(vocab_dir)
     vocab_path = str(folder / VOCAB_FILENAME)
-    # openai-harmony reads the vocabulary from this folder when the variable is set.
+    # openai-harmony (loaded later, if needed) reads the vocabulary from this folder.
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(folder)
     import tiktoken
     import tiktoken_ext.openai_public as public
-    from openai_harmony import HarmonyEncodingName, load_harmony_encoding
     from tiktoken.load import load_tiktoken_bpe
 
-    harmony = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     # Take tiktoken's own definition of o200k_harmony (pattern, special tokens), but feed it
     # the local verified file instead of the URL it would download.
     original_loader = public.load_tiktoken_bpe
@@ -135,4 +150,4 @@ def load_tokenizer(vocab_dir: str | os.PathLike | None = None) -> HarmonyTokeniz
     finally:
         public.load_tiktoken_bpe = original_loader
     fast = tiktoken.Encoding(**spec)
-    return HarmonyTokenizer(vocab_dir=folder, harmony=harmony, tiktoken=fast)
+    return HarmonyTokenizer(vocab_dir=folder, tiktoken=fast)

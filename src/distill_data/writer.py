@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +15,6 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .tokenizer import sha256_file
 
 COMPRESSION = "zstd"
 
@@ -30,18 +32,29 @@ def parquet_options(schema: pa.Schema) -> dict:
     return {"compression": COMPRESSION, "use_dictionary": dictionary, "write_statistics": False}
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """One row group per file; deterministic bytes for the same table and pyarrow version."""
+def write_parquet(table: pa.Table, path: Path) -> dict:
+    """One row group per file; deterministic bytes for the same table and pyarrow version.
+    The file is encoded in memory and hashed there, then written: returns its `bytes` and
+    `sha256` (no second read of the file)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=max(1, table.num_rows), **parquet_options(table.schema))
+    data = sink.getvalue()
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp, row_group_size=max(1, table.num_rows), **parquet_options(table.schema))
+    with open(tmp, "wb") as handle:
+        handle.write(data)
     os.replace(tmp, path)
+    return {"bytes": data.size, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class PartWriter:
     """Writes `part-00000.parquet`, `part-00001.parquet`, … of exactly `rows_per_file` rows
-    each (the last may be shorter), however the rows arrive."""
+    each (the last may be shorter), however the rows arrive.
 
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int):
+    With `threads` > 1, files are compressed and hashed on that many threads (zstd and sha256
+    release the GIL) while the caller prepares the next rows; at most `threads` files wait in
+    memory, and the files and their listing are the same as with one thread."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int, threads: int = 1):
         if rows_per_file < 1:
             raise ValueError("rows_per_file must be at least 1")
         self.directory = Path(directory)
@@ -51,6 +64,10 @@ class PartWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.files: list[dict] = []
+        self._count = 0
+        self._threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
+        self._writing: deque[Future] = deque()
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -65,16 +82,30 @@ class PartWriter:
             self._pending_rows = rest.num_rows
 
     def close(self) -> list[dict]:
-        if self._pending_rows:
-            self._emit(pa.concat_tables(self._pending))
-        self._pending, self._pending_rows = [], 0
+        try:
+            if self._pending_rows:
+                self._emit(pa.concat_tables(self._pending))
+            self._pending, self._pending_rows = [], 0
+            while self._writing:
+                self.files.append(self._writing.popleft().result())
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
         return self.files
 
     def _emit(self, table: pa.Table) -> None:
-        path = self.directory / f"part-{len(self.files):05d}.parquet"
-        write_parquet(table.combine_chunks().cast(self.schema), path)
-        self.files.append({"path": path.name, "rows": table.num_rows,
-                           "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        path = self.directory / f"part-{self._count:05d}.parquet"
+        self._count += 1
+        if self._pool is None:
+            self.files.append(self._write_file(table, path))
+            return
+        self._writing.append(self._pool.submit(self._write_file, table, path))
+        while len(self._writing) > self._threads:
+            self.files.append(self._writing.popleft().result())
+
+    def _write_file(self, table: pa.Table, path: Path) -> dict:
+        written = write_parquet(table.combine_chunks().cast(self.schema), path)
+        return {"path": path.name, "rows": table.num_rows, **written}
 
 
 def write_json(path: Path, data) -> None:
@@ -116,32 +147,3 @@ def assembled_aside(final_dir: Path) -> Iterator[Path]:
         os.replace(final_dir, old)
     os.replace(scratch, final_dir)
     shutil.rmtree(old, ignore_errors=True)
-
-
-class StreamingParquet:
-    """Several parquet files written batch by batch, each moved into place only on success."""
-
-    def __init__(self, paths: dict, schema: pa.Schema):
-        self.paths = {key: Path(path) for key, path in paths.items()}
-        self.schema = schema
-        self._writers: dict = {}
-
-    def __enter__(self) -> "StreamingParquet":
-        for key, path in self.paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._writers[key] = pq.ParquetWriter(path.with_name(path.name + ".partial"), self.schema,
-                                                  **parquet_options(self.schema))
-        return self
-
-    def write(self, key, table: pa.Table) -> None:
-        self._writers[key].write_table(table.cast(self.schema))
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        for path in self.paths.values():
-            partial = path.with_name(path.name + ".partial")
-            if exc_type is None:
-                os.replace(partial, path)
-            else:
-                partial.unlink(missing_ok=True)

@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 
 from ..dataset import SplitWriters, build_manifest, require_train_rows
-from ..encode import DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record, rows_to_table
+from ..encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many,
+                      rows_to_table, token_columns)
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, describe, iter_parquet_columns, open_parquet
+from ..io import SourceError, describe, iter_parquet_batches, iter_parquet_columns, open_parquet
 from ..progress import Progress
 from ..text import clean_text, normalize_text
 from ..schema import SPLITS, example_schema, source_type
 from ..stats import DatasetStats
-from ..writer import StreamingParquet, assembled_aside, write_json, write_parquet
+from ..writer import assembled_aside, write_json, write_parquet
 from .synth_check import DROP_NO_RESULT_STATED, DROP_RESULT_MISMATCH, check_result
 
 log = logging.getLogger("distill_data")
@@ -334,8 +338,12 @@ def build_prompt(query: str, seed_text: str | None, exercise: str, constraints: 
 def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncoder, params: SynthParams,
                  out_dir: Path, shard_name: str, batch_size: int = 4096,
                  duplicates: frozenset[int] = frozenset()) -> DatasetStats:
-    """Encode one shard into `<out_dir>/<shard>.train.parquet` and `.validation.parquet`;
-    `duplicates` are its `duplicate_content` rows (the plan's ``find_duplicates``)."""
+    """Encode one shard into `<out_dir>/<shard>.train.arrow` and `.validation.arrow`;
+    `duplicates` are its `duplicate_content` rows (the plan's ``find_duplicates``).
+
+    The drop decisions walk the rows in Python on the short columns (id, exercise, language);
+    the text columns of the rows they keep are taken out of each Arrow batch before any Python
+    string is made of them."""
     mask = pq.read_table(mask_path)
     handle = open_parquet(path, ENCODE_COLUMNS)
     if mask.num_rows != handle.metadata.num_rows:
@@ -348,41 +356,49 @@ def encode_shard(path: Path, mask_path: Path, plan: dict, encoder: ExampleEncode
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = 0
+    text_columns = ("query", "query_seed_text", "constraints", "synthetic_reasoning", "synthetic_answer")
     progress = Progress(f"encode {shard_name} (rows read, tokens written)", total_rows=len(verdicts))
-    with StreamingParquet({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}, SCHEMA) as sinks:
-        for cols in iter_parquet_columns(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
-            examples = []
-            n = len(cols["synth_id"])
+    with EncodedSink({split: encoded_path(out_dir, shard_name, split) for split in SPLITS}) as sinks:
+        for batch in iter_parquet_batches(path, ENCODE_COLUMNS, batch_size, string_columns=ENCODE_COLUMNS):
+            n = batch.num_rows
+            stats.accounting.rows_read += n
+            ids, exercises, languages = (batch.column(c).to_pylist() for c in ("synth_id", "exercise", "language"))
+            kept, keys, kept_categories = [], [], []
             for i in range(n):
-                stats.accounting.rows_read += 1
-                key = clean_text(cols["synth_id"][i])
-                categories = row_categories(cols["exercise"][i], cols["language"][i])
+                key = clean_text(ids[i])
+                categories = row_categories(exercises[i], languages[i])
                 reason = row_drop(row + i, key, verdicts, memorization, english, duplicates, plan)
                 if reason:
                     stats.drop(reason, categories)
                     continue
-                exercise = clean_text(cols["exercise"][i])
+                kept.append(i)
+                keys.append(key)
+                kept_categories.append(categories)
+            row += n
+            cols = {name: batch.column(name).take(kept).to_pylist() for name in text_columns}
+            examples = []
+            for j, key in enumerate(keys):
+                exercise = clean_text(exercises[kept[j]])
                 examples.append(Example(
                     key=key,
                     id=f"{ID_PREFIX}:{key}",
-                    source={"dataset": DATASET_HF, "synth_id": key, **categories},
-                    prompt=build_prompt(cols["query"][i], cols["query_seed_text"][i], exercise,
-                                        cols["constraints"][i], params.include_seed_text,
+                    source={"dataset": DATASET_HF, "synth_id": key, **kept_categories[j]},
+                    prompt=build_prompt(cols["query"][j], cols["query_seed_text"][j], exercise,
+                                        cols["constraints"][j], params.include_seed_text,
                                         params.append_rag_sources),
-                    reasoning=clean_text(cols["synthetic_reasoning"][i]),
-                    final=clean_text(cols["synthetic_answer"][i]),
-                    group=normalize_text(cols["query"][i]),
+                    reasoning=clean_text(cols["synthetic_reasoning"][j]),
+                    final=clean_text(cols["synthetic_answer"][j]),
+                    group=normalize_text(cols["query"][j]),
                 ))
-            row += n
             written = {split: [] for split in SPLITS}
-            for example, result in zip(examples, encoder.encode(examples)):
+            for example, result in zip(examples, encoder.encode(examples) if examples else ()):
                 if isinstance(result, str):
                     stats.drop(result, {name: example.source[name] for name in CATEGORY_FIELDS})
                 else:
-                    record(stats, result, CATEGORY_FIELDS)
                     written[result.split].append(result)
             for split in SPLITS:
                 if written[split]:
+                    record_many(stats, written[split], CATEGORY_FIELDS)
                     sinks.write(split, rows_to_table(written[split], SCHEMA))
             progress.update(n, sum(r.total_tokens for rows in written.values() for r in rows))
     progress.done()
@@ -405,15 +421,79 @@ def row_drop(row: int, key: str, verdicts, memorization, english, duplicates: fr
 
 
 def encoded_path(out_dir: Path, shard_name: str, split: str) -> Path:
-    return Path(out_dir) / f"{Path(shard_name).stem}.{split}.parquet"
+    return Path(out_dir) / f"{Path(shard_name).stem}.{split}.arrow"
+
+
+# The encoded rows of a shard wait for finalize as uncompressed Arrow IPC files: written and read
+# back (memory-mapped) without any decoding, so that parquet encoding and compression happen once,
+# in finalize, into the published part files. `labels` and `attention_mask` follow from
+# `input_ids` and `spans` and are not stored.
+ENCODED_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ("labels", "attention_mask")])
+
+
+class EncodedSink:
+    """One Arrow IPC file per split, written batch by batch and moved into place on success."""
+
+    def __init__(self, paths: dict):
+        self.paths = {key: Path(path) for key, path in paths.items()}
+        self._files: dict = {}
+        self._writers: dict = {}
+
+    def __enter__(self) -> "EncodedSink":
+        for key, path in self.paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._files[key] = pa.OSFile(str(path.with_name(path.name + ".partial")), "wb")
+            self._writers[key] = pa.ipc.new_file(self._files[key], ENCODED_SCHEMA)
+        return self
+
+    def write(self, key, table: pa.Table) -> None:
+        self._writers[key].write_table(table.select(ENCODED_SCHEMA.names).cast(ENCODED_SCHEMA))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for key in self.paths:
+            self._writers[key].close()
+            self._files[key].close()
+        for path in self.paths.values():
+            partial = path.with_name(path.name + ".partial")
+            if exc_type is None:
+                os.replace(partial, path)
+            else:
+                partial.unlink(missing_ok=True)
+
+
+def read_encoded(path: Path, batch_rows: int) -> Iterator[pa.Table]:
+    """The rows an encode job wrote, in order, as tables of the output schema (at most
+    `batch_rows` rows each), memory-mapped: nothing is decoded."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        if reader.schema != ENCODED_SCHEMA:
+            raise SourceError(f"{path}: not an encoded SYNTH shard of this version (schema {reader.schema}); "
+                              "rerun its encode job")
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            for start in range(0, batch.num_rows, batch_rows):
+                yield with_token_columns(batch.slice(start, batch_rows))
+
+
+def with_token_columns(batch: pa.RecordBatch) -> pa.Table:
+    """The full output row (SCHEMA) of an encoded batch: labels and attention_mask rebuilt."""
+    ids = batch.column("input_ids")
+    offsets = ids.offsets.to_numpy().astype(np.int64)
+    values = ids.values.to_numpy()
+    offsets, values = offsets - offsets[0], values[offsets[0]:offsets[-1]]
+    starts = pc.struct_field(batch.column("spans"), "assistant_token_start").to_numpy().astype(np.int64)
+    tokens = token_columns(values, offsets, starts)
+    columns = [tokens[name] if name in tokens else batch.column(name) for name in SCHEMA.names]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
 # --- finalize --------------------------------------------------------------------------------
 
 def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], encoded_dir: Path,
              scan_summaries: Sequence[dict], shard_stats: Sequence[DatasetStats], plan: dict,
-             params: SynthParams, tokenizer, input_paths: Sequence[Path]) -> dict:
-    """Concatenate the encoded shards, in shard-list order, into the published dataset."""
+             params: SynthParams, tokenizer, input_paths: Sequence[Path], threads: int = 1) -> dict:
+    """Write the encoded shards, in shard-list order, as the published part files (compressed
+    once, on `threads` threads)."""
     stats = DatasetStats()
     for shard_stat in shard_stats:
         stats.merge(shard_stat)
@@ -421,14 +501,13 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
     # Names in the subset folder, not machine paths: moving the folder changes no byte.
     inputs = [{"path": Path(p).name, "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
     with assembled_aside(dataset_dir) as scratch:
-        writers = SplitWriters(scratch, SCHEMA, params.rows_per_file)
+        writers = SplitWriters(scratch, SCHEMA, params.rows_per_file, threads=threads)
         seen_ids: set[str] = set()  # ids are unique within a dataset; shards are encoded apart
         for name in shard_names:
             for split in SPLITS:
-                handle = pq.ParquetFile(encoded_path(encoded_dir, name, split))
-                for batch in handle.iter_batches(batch_size=params.rows_per_file):
-                    check_unique(batch.column("id").to_pylist(), seen_ids, name)
-                    writers.write(split, pa.Table.from_batches([batch]))
+                for table in read_encoded(encoded_path(encoded_dir, name, split), params.rows_per_file):
+                    check_unique(table.column("id").to_pylist(), seen_ids, name)
+                    writers.write(split, table)
         files = writers.close()
         manifest = build_manifest(
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
