@@ -39,7 +39,7 @@ import pyarrow as pa
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..io import SourceError, category_codes, iter_parquet_batches, iter_parquet_columns, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..text import clean_text, normalize_text
 
@@ -185,6 +185,7 @@ class Oasst2Source(budget.CountedSource):
         reply_ids = [list(self._scan(index, path, batch_size)) for index, path in enumerate(self.files)]
         self._forget_leaf_texts()
         self.threads: dict[str, Thread] = {}
+        self._normalized_texts: dict[str, str] = {}
         self.replies = self._judge(reply_ids)
         self.plan = self._plan()
         self.written = {"rows": Counter(), "total_tokens": Counter(), "assistant_tokens": Counter()}
@@ -319,26 +320,55 @@ class Oasst2Source(budget.CountedSource):
     def file_rows(self) -> Sequence[int]:
         return [len(replies) for replies in self.replies]
 
-    # pass 2: the replies, in read order
+    # pass 2: the replies, in read order. A reply dropped by its verdict or the English target
+    # needs only its id and lang: the other columns are made Python strings for the rest only.
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
         for index, path in enumerate(self.files):
             replies = iter(self.replies[index])
             row = 0
-            for cols in iter_parquet_columns(path, REPLY_COLUMNS, batch_size, string_columns=REPLY_COLUMNS):
-                n = len(cols["message_id"])
-                positions, items = [], []
+            for raw in iter_parquet_batches(path, REPLY_COLUMNS, batch_size, string_columns=REPLY_COLUMNS):
+                n = raw.num_rows
+                roles = plain_column(raw.column("role")).to_pylist()
+                ids = plain_column(raw.column("message_id")).to_pylist()
+                lang_codes, langs = category_codes(raw.column("lang"))
+                categories = [{"lang": lang} for lang in langs]
+                positions, items, full = [], [], []
                 for i in range(n):
-                    if clean_text(cols["role"][i]) != "assistant":
+                    if clean_text(roles[i]) != "assistant":
                         continue
                     reply = next(replies, None)
-                    if reply is None or reply.message_id != clean_text(cols["message_id"][i]):
+                    if reply is None or reply.message_id != clean_text(ids[i]):
                         raise SourceError(f"{path}: row {row + i} is not the reply read by the first pass; "
                                           "the file changed during the build")
                     positions.append(row + i)
-                    items.append(self._candidate(reply, {c: cols[c][i] for c in REPLY_COLUMNS}))
+                    dropped = self._early_drop(reply, categories[lang_codes[i]])
+                    if dropped is None:
+                        full.append((len(items), i, reply))
+                    items.append(dropped)
+                if full:
+                    taken = raw.take(pa.array([i for _, i, _ in full], type=pa.int64()))
+                    cols = {c: plain_column(taken.column(c)).to_pylist() for c in REPLY_COLUMNS}
+                    for j, (k, _, reply) in enumerate(full):
+                        items[k] = self._candidate(reply, {c: cols[c][j] for c in REPLY_COLUMNS})
                 row += n
                 if items:
                     yield budget.Batch(index, positions, items)
+
+    def _early_drop(self, reply: Reply, categories: dict) -> budget.Drop | None:
+        """The drop of a reply that `_candidate` would drop before looking at its texts, or None."""
+        if reply.verdict:
+            return budget.with_categories(reply.verdict, categories)
+        if not reply.english and unit_hash(reply.message_id, self.seed, "lang") > self.plan["non_en_keep"]:
+            return budget.with_categories(DROP_ENGLISH_TARGET, categories)
+        return None
+
+    def _normalized(self, mid: str) -> str:
+        """normalize_text of a message's (first-pass) text, once per message: threads share
+        their upper turns."""
+        known = self._normalized_texts.get(mid)
+        if known is None:
+            known = self._normalized_texts[mid] = normalize_text(self.nodes[mid].text)
+        return known
 
     def _candidate(self, reply: Reply, row: dict) -> Example | budget.Drop:
         categories = {"lang": clean_text(row["lang"]) or None}
@@ -352,7 +382,8 @@ class Oasst2Source(budget.CountedSource):
         if self.include_history:
             history = tuple((self.nodes[u].text, self.nodes[a].text) for u, a in zip(path[:-1:2], path[1:-1:2]))
         prompt, final = self.nodes[parent].text, clean_text(row["text"])
-        shown = [text for turn in history for text in turn] + [prompt]
+        # the texts shown are those of `path` (root … parent), or the prompt alone
+        shown = [self._normalized(mid) for mid in (path if self.include_history else (parent,))]
         return Example(
             key=reply.message_id,
             id=f"{ID_PREFIX}:{reply.message_id}",
@@ -364,7 +395,7 @@ class Oasst2Source(budget.CountedSource):
             final=final,
             group=clean_text(row["message_tree_id"]),  # one thread on one side of the split
             # the whole conversation shown, and the reply
-            content=content_digest("\x00".join(normalize_text(t) for t in shown), normalize_text(final)),
+            content=content_digest("\x00".join(shown), normalize_text(final)),
             history=history,
         )
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
-from ..io import SourceError, iter_parquet_batches, open_parquet
+from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..hashing import content_digest
 from ..text import clean_text, normalize_text
@@ -120,12 +120,8 @@ def candidate(row: dict) -> Example | budget.Drop:
 SURELY_NOT_EMPTY = "[0-9A-Za-z]"
 
 
-def _plain(column: pa.Array) -> pa.Array:
-    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
-
-
 def _surely_not_empty(column: pa.Array) -> list:
-    column = _plain(column)
+    column = plain_column(column)
     if pa.types.is_null(column.type):
         return [False] * len(column)
     return pc.fill_null(pc.match_substring_regex(column, SURELY_NOT_EMPTY), False).to_pylist()
@@ -146,24 +142,12 @@ def _score_verdicts(column: pa.Array) -> list:
     return verdicts
 
 
-def _category_keys(column: pa.Array) -> tuple[list, list]:
-    """(per row an index into the values, the clean values or None), each distinct value
-    cleaned once."""
-    if pa.types.is_null(column.type):
-        return [0] * len(column), [None]
-    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
-    values = [clean_text(v) or None for v in encoded.dictionary.to_pylist()]
-    values.append(None)  # null rows
-    nulls = len(values) - 1
-    return pc.fill_null(encoded.indices, nulls).to_pylist(), values
-
-
 def judge_batch(batch: pa.RecordBatch) -> list:
     """The candidates of a batch of raw rows (COLUMNS), equal to `candidate` of each row."""
     n = batch.num_rows
     scores = _score_verdicts(batch.column(SCORE_COLUMN))
     filled = [_surely_not_empty(batch.column(name)) for name in ("id", "input", "output")]
-    keys = [_category_keys(batch.column(name)) for name in CATEGORY_FIELDS]
+    keys = [category_codes(batch.column(name)) for name in CATEGORY_FIELDS]
     items: list = [None] * n
     full = []
     drops: dict = {}
@@ -180,7 +164,7 @@ def judge_batch(batch: pa.RecordBatch) -> list:
         items[i] = drop
     if full:
         taken = batch.take(pa.array(full, type=pa.int64()))
-        cols = {name: _plain(taken.column(name)).to_pylist() for name in COLUMNS}
+        cols = {name: plain_column(taken.column(name)).to_pylist() for name in COLUMNS}
         for j, i in enumerate(full):
             items[i] = candidate({name: cols[name][j] for name in COLUMNS})
     return items
