@@ -39,7 +39,7 @@ import pyarrow as pa
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, category_codes, iter_parquet_batches, iter_parquet_columns, open_parquet, plain_column
+from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..text import clean_text, normalize_text
 
@@ -195,13 +195,24 @@ class Oasst2Source(budget.CountedSource):
     # pass 1: the thread structure
     def _scan(self, index: int, path: Path, batch_size: int) -> Iterator[str]:
         check_flag_types(path, open_parquet(path, PLAN_COLUMNS).schema_arrow)
-        for cols in iter_parquet_columns(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
-            for mid, parent, role, text, lang, reviewed, deleted, rank in zip(*(cols[c] for c in PLAN_COLUMNS)):
-                role, mid = clean_text(role), clean_text(mid)
-                self.messages[index][role if role in (PROMPTER, ASSISTANT) else "other"] += 1
+        counts = self.messages[index]
+        for raw in iter_parquet_batches(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
+            # role and lang take few values: cleaned once per value, not per message
+            role_codes, role_values = category_codes(raw.column("role"))
+            lang_codes, lang_values = category_codes(raw.column("lang"))
+            role_values = [v or "" for v in role_values]
+            lang_values = [v or "" for v in lang_values]
+            kinds = [v if v in (PROMPTER, ASSISTANT) else "other" for v in role_values]
+            cols = {c: plain_column(raw.column(c)).to_pylist()
+                    for c in ("message_id", "parent_id", "text", "review_result", "deleted", "rank")}
+            for mid, parent, role_code, text, lang_code, reviewed, deleted, rank in zip(
+                    cols["message_id"], cols["parent_id"], role_codes, cols["text"], lang_codes,
+                    cols["review_result"], cols["deleted"], cols["rank"]):
+                role, lang, mid = role_values[role_code], lang_values[lang_code], clean_text(mid)
+                counts[kinds[role_code]] += 1
                 if mid and mid not in self.nodes:  # a repeated id keeps its first row
                     self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True,
-                                              clean_text(text), clean_text(lang), rank_value(rank))
+                                              clean_text(text), lang, rank_value(rank))
                 if role == ASSISTANT:
                     yield mid
 
@@ -272,13 +283,16 @@ class Oasst2Source(budget.CountedSource):
                 candidates.setdefault(self.nodes[mid].parent, []).append((mid, self.nodes[mid].rank))
         best = {parent: best_reply(c, self.seed) for parent, c in candidates.items()}
         replies: list[list[Reply]] = [[] for _ in reply_ids]
+        english_of: dict[str, bool] = {}   # per prompt: its thread's root is English
         for n, (f, _, mid) in enumerate(flat):
             verdict, english = verdicts[n], False
             if verdict is None:
                 parent = self.nodes[mid].parent
                 if self.require_rank_zero and best[parent] != mid:
                     verdict = budget.Drop(DROP_NOT_BEST_REPLY, f"{best[parent]} is the reply to {parent}")
-                english = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
+                english = english_of.get(parent)
+                if english is None:
+                    english = english_of[parent] = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
             replies[f].append(Reply(mid, verdict, english))
         return replies
 
@@ -294,7 +308,7 @@ class Oasst2Source(budget.CountedSource):
         parent = self.nodes.get(message.parent) if message.parent else None
         if parent is None or parent.role != PROMPTER:
             return DROP_ORPHAN_REPLY
-        thread = self.thread(message.parent)
+        thread = self.threads.get(message.parent) or self.thread(message.parent)  # most are known
         if thread.problem is not None:
             return thread.problem
         if not parent.text:
