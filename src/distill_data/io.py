@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 
@@ -68,3 +69,22 @@ def iter_parquet_batches(path: str | Path, columns: Sequence[str], batch_size: i
         yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{describe(path)}: unreadable data ({exc})") from None
+
+
+def plain_column(column: pa.Array) -> pa.Array:
+    """A dictionary-encoded column decoded (its Python values are the same either way)."""
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+
+
+def category_codes(column: pa.Array) -> tuple[list, list]:
+    """A text column of few distinct values (a category): (per row an index into the values,
+    the values as `clean_text(v) or None`), each distinct value cleaned once; null rows get
+    the last value, None."""
+    from .text import clean_text
+
+    if pa.types.is_null(column.type):
+        return [0] * len(column), [None]
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    values = [clean_text(v) or None for v in encoded.dictionary.to_pylist()]
+    values.append(None)
+    return pc.fill_null(encoded.indices, len(values) - 1).to_pylist(), values

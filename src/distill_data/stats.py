@@ -222,7 +222,13 @@ class CategoryCounts:
 
     def _cell(self, name: str, value) -> CategoryCell:
         key = value if value is not None else "null"
-        return self.cells.setdefault(name, {}).setdefault(key, CategoryCell())
+        cells = self.cells.get(name)
+        if cells is None:
+            cells = self.cells[name] = {}
+        cell = cells.get(key)
+        if cell is None:  # not setdefault: that would build a cell (and its Counter) every call
+            cell = cells[key] = CategoryCell()
+        return cell
 
     def add_drop(self, categories: dict, reason: str) -> None:
         for name, value in categories.items():

@@ -39,7 +39,7 @@ import pyarrow as pa
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..text import clean_text, normalize_text
 
@@ -185,6 +185,7 @@ class Oasst2Source(budget.CountedSource):
         reply_ids = [list(self._scan(index, path, batch_size)) for index, path in enumerate(self.files)]
         self._forget_leaf_texts()
         self.threads: dict[str, Thread] = {}
+        self._normalized_texts: dict[str, str] = {}
         self.replies = self._judge(reply_ids)
         self.plan = self._plan()
         self.written = {"rows": Counter(), "total_tokens": Counter(), "assistant_tokens": Counter()}
@@ -194,13 +195,24 @@ class Oasst2Source(budget.CountedSource):
     # pass 1: the thread structure
     def _scan(self, index: int, path: Path, batch_size: int) -> Iterator[str]:
         check_flag_types(path, open_parquet(path, PLAN_COLUMNS).schema_arrow)
-        for cols in iter_parquet_columns(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
-            for mid, parent, role, text, lang, reviewed, deleted, rank in zip(*(cols[c] for c in PLAN_COLUMNS)):
-                role, mid = clean_text(role), clean_text(mid)
-                self.messages[index][role if role in (PROMPTER, ASSISTANT) else "other"] += 1
+        counts = self.messages[index]
+        for raw in iter_parquet_batches(path, PLAN_COLUMNS, batch_size, string_columns=PLAN_TEXT_COLUMNS):
+            # role and lang take few values: cleaned once per value, not per message
+            role_codes, role_values = category_codes(raw.column("role"))
+            lang_codes, lang_values = category_codes(raw.column("lang"))
+            role_values = [v or "" for v in role_values]
+            lang_values = [v or "" for v in lang_values]
+            kinds = [v if v in (PROMPTER, ASSISTANT) else "other" for v in role_values]
+            cols = {c: plain_column(raw.column(c)).to_pylist()
+                    for c in ("message_id", "parent_id", "text", "review_result", "deleted", "rank")}
+            for mid, parent, role_code, text, lang_code, reviewed, deleted, rank in zip(
+                    cols["message_id"], cols["parent_id"], role_codes, cols["text"], lang_codes,
+                    cols["review_result"], cols["deleted"], cols["rank"]):
+                role, lang, mid = role_values[role_code], lang_values[lang_code], clean_text(mid)
+                counts[kinds[role_code]] += 1
                 if mid and mid not in self.nodes:  # a repeated id keeps its first row
                     self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True,
-                                              clean_text(text), clean_text(lang), rank_value(rank))
+                                              clean_text(text), lang, rank_value(rank))
                 if role == ASSISTANT:
                     yield mid
 
@@ -271,13 +283,16 @@ class Oasst2Source(budget.CountedSource):
                 candidates.setdefault(self.nodes[mid].parent, []).append((mid, self.nodes[mid].rank))
         best = {parent: best_reply(c, self.seed) for parent, c in candidates.items()}
         replies: list[list[Reply]] = [[] for _ in reply_ids]
+        english_of: dict[str, bool] = {}   # per prompt: its thread's root is English
         for n, (f, _, mid) in enumerate(flat):
             verdict, english = verdicts[n], False
             if verdict is None:
                 parent = self.nodes[mid].parent
                 if self.require_rank_zero and best[parent] != mid:
                     verdict = budget.Drop(DROP_NOT_BEST_REPLY, f"{best[parent]} is the reply to {parent}")
-                english = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
+                english = english_of.get(parent)
+                if english is None:
+                    english = english_of[parent] = self.nodes[self.thread(parent).path[0]].lang == ENGLISH
             replies[f].append(Reply(mid, verdict, english))
         return replies
 
@@ -293,7 +308,7 @@ class Oasst2Source(budget.CountedSource):
         parent = self.nodes.get(message.parent) if message.parent else None
         if parent is None or parent.role != PROMPTER:
             return DROP_ORPHAN_REPLY
-        thread = self.thread(message.parent)
+        thread = self.threads.get(message.parent) or self.thread(message.parent)  # most are known
         if thread.problem is not None:
             return thread.problem
         if not parent.text:
@@ -319,26 +334,55 @@ class Oasst2Source(budget.CountedSource):
     def file_rows(self) -> Sequence[int]:
         return [len(replies) for replies in self.replies]
 
-    # pass 2: the replies, in read order
+    # pass 2: the replies, in read order. A reply dropped by its verdict or the English target
+    # needs only its id and lang: the other columns are made Python strings for the rest only.
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
         for index, path in enumerate(self.files):
             replies = iter(self.replies[index])
             row = 0
-            for cols in iter_parquet_columns(path, REPLY_COLUMNS, batch_size, string_columns=REPLY_COLUMNS):
-                n = len(cols["message_id"])
-                positions, items = [], []
+            for raw in iter_parquet_batches(path, REPLY_COLUMNS, batch_size, string_columns=REPLY_COLUMNS):
+                n = raw.num_rows
+                roles = plain_column(raw.column("role")).to_pylist()
+                ids = plain_column(raw.column("message_id")).to_pylist()
+                lang_codes, langs = category_codes(raw.column("lang"))
+                categories = [{"lang": lang} for lang in langs]
+                positions, items, full = [], [], []
                 for i in range(n):
-                    if clean_text(cols["role"][i]) != "assistant":
+                    if clean_text(roles[i]) != "assistant":
                         continue
                     reply = next(replies, None)
-                    if reply is None or reply.message_id != clean_text(cols["message_id"][i]):
+                    if reply is None or reply.message_id != clean_text(ids[i]):
                         raise SourceError(f"{path}: row {row + i} is not the reply read by the first pass; "
                                           "the file changed during the build")
                     positions.append(row + i)
-                    items.append(self._candidate(reply, {c: cols[c][i] for c in REPLY_COLUMNS}))
+                    dropped = self._early_drop(reply, categories[lang_codes[i]])
+                    if dropped is None:
+                        full.append((len(items), i, reply))
+                    items.append(dropped)
+                if full:
+                    taken = raw.take(pa.array([i for _, i, _ in full], type=pa.int64()))
+                    cols = {c: plain_column(taken.column(c)).to_pylist() for c in REPLY_COLUMNS}
+                    for j, (k, _, reply) in enumerate(full):
+                        items[k] = self._candidate(reply, {c: cols[c][j] for c in REPLY_COLUMNS})
                 row += n
                 if items:
                     yield budget.Batch(index, positions, items)
+
+    def _early_drop(self, reply: Reply, categories: dict) -> budget.Drop | None:
+        """The drop of a reply that `_candidate` would drop before looking at its texts, or None."""
+        if reply.verdict:
+            return budget.with_categories(reply.verdict, categories)
+        if not reply.english and unit_hash(reply.message_id, self.seed, "lang") > self.plan["non_en_keep"]:
+            return budget.with_categories(DROP_ENGLISH_TARGET, categories)
+        return None
+
+    def _normalized(self, mid: str) -> str:
+        """normalize_text of a message's (first-pass) text, once per message: threads share
+        their upper turns."""
+        known = self._normalized_texts.get(mid)
+        if known is None:
+            known = self._normalized_texts[mid] = normalize_text(self.nodes[mid].text)
+        return known
 
     def _candidate(self, reply: Reply, row: dict) -> Example | budget.Drop:
         categories = {"lang": clean_text(row["lang"]) or None}
@@ -352,7 +396,8 @@ class Oasst2Source(budget.CountedSource):
         if self.include_history:
             history = tuple((self.nodes[u].text, self.nodes[a].text) for u, a in zip(path[:-1:2], path[1:-1:2]))
         prompt, final = self.nodes[parent].text, clean_text(row["text"])
-        shown = [text for turn in history for text in turn] + [prompt]
+        # the texts shown are those of `path` (root … parent), or the prompt alone
+        shown = [self._normalized(mid) for mid in (path if self.include_history else (parent,))]
         return Example(
             key=reply.message_id,
             id=f"{ID_PREFIX}:{reply.message_id}",
@@ -364,7 +409,7 @@ class Oasst2Source(budget.CountedSource):
             final=final,
             group=clean_text(row["message_tree_id"]),  # one thread on one side of the split
             # the whole conversation shown, and the reply
-            content=content_digest("\x00".join(normalize_text(t) for t in shown), normalize_text(final)),
+            content=content_digest("\x00".join(shown), normalize_text(final)),
             history=history,
         )
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import budget
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
-from ..io import SourceError, iter_parquet_columns, open_parquet
+from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..hashing import content_digest
 from ..text import clean_text, normalize_text
@@ -96,6 +97,7 @@ def candidate(row: dict) -> Example | budget.Drop:
     reason = row_drop(key, prompt, answer, row[SCORE_COLUMN])
     if reason:
         return budget.with_categories(reason, categories)
+    group = normalize_text(prompt)
     return Example(
         key=key,
         id=f"{ID_PREFIX}:{key}",
@@ -103,9 +105,69 @@ def candidate(row: dict) -> Example | budget.Drop:
         prompt=prompt,
         reasoning="",
         final=answer,
-        group=normalize_text(prompt),
-        content=content_digest(normalize_text(prompt), normalize_text(answer)),
+        group=group,
+        content=content_digest(group, normalize_text(answer)),
     )
+
+
+# --- judging a whole batch -------------------------------------------------------------------
+# Most rows fail the score test (~64% of the source): they are judged on Arrow columns, and the
+# Python strings of a row are made only when its verdict needs them. The verdicts are exactly
+# those of `candidate`: a row gets the Python treatment unless its score fails and its id,
+# prompt and answer all contain an ASCII letter or digit (so none of them can be empty after
+# `clean_text`, which only removes NULs and surrounding whitespace).
+
+SURELY_NOT_EMPTY = "[0-9A-Za-z]"
+
+
+def _surely_not_empty(column: pa.Array) -> list:
+    column = plain_column(column)
+    if pa.types.is_null(column.type):
+        return [False] * len(column)
+    return pc.fill_null(pc.match_substring_regex(column, SURELY_NOT_EMPTY), False).to_pylist()
+
+
+def _score_verdicts(column: pa.Array) -> list:
+    """Per row: None (score 1.0), DROP_NO_TEST_SCORE or DROP_IMPERFECT_TESTS, as `row_drop`."""
+    if pa.types.is_floating(column.type):
+        number = pc.cast(column, pa.float64())
+        missing = pc.is_null(number, nan_is_null=True)
+        passing = pc.fill_null(pc.equal(number, 1.0), False)
+        codes = pc.if_else(missing, 2, pc.if_else(passing, 0, 1)).to_pylist()
+        return [(None, DROP_IMPERFECT_TESTS, DROP_NO_TEST_SCORE)[c] for c in codes]
+    verdicts = []
+    for value in column.to_pylist():
+        number = parse_score(value)
+        verdicts.append(DROP_NO_TEST_SCORE if number is None else None if number == 1.0 else DROP_IMPERFECT_TESTS)
+    return verdicts
+
+
+def judge_batch(batch: pa.RecordBatch) -> list:
+    """The candidates of a batch of raw rows (COLUMNS), equal to `candidate` of each row."""
+    n = batch.num_rows
+    scores = _score_verdicts(batch.column(SCORE_COLUMN))
+    filled = [_surely_not_empty(batch.column(name)) for name in ("id", "input", "output")]
+    keys = [category_codes(batch.column(name)) for name in CATEGORY_FIELDS]
+    items: list = [None] * n
+    full = []
+    drops: dict = {}
+    for i in range(n):
+        reason = scores[i]
+        if reason is None or not (filled[0][i] and filled[1][i] and filled[2][i]):
+            full.append(i)
+            continue
+        cell = tuple(k[0][i] for k in keys)
+        drop = drops.get((reason, cell))
+        if drop is None:
+            categories = {name: k[1][j] for name, k, j in zip(CATEGORY_FIELDS, keys, cell)}
+            drop = drops[(reason, cell)] = budget.Drop(reason, "", categories)
+        items[i] = drop
+    if full:
+        taken = batch.take(pa.array(full, type=pa.int64()))
+        cols = {name: plain_column(taken.column(name)).to_pylist() for name in COLUMNS}
+        for j, i in enumerate(full):
+            items[i] = candidate({name: cols[name][j] for name in COLUMNS})
+    return items
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -152,10 +214,9 @@ class OpenCodeSource(budget.CountedSource):
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
         for index, path in enumerate(self.files):
             row = 0
-            for cols in iter_parquet_columns(path, COLUMNS, batch_size, string_columns=TEXT_COLUMNS):
-                n = len(cols["id"])
-                items = [candidate({name: cols[name][i] for name in COLUMNS}) for i in range(n)]
-                yield budget.Batch(index, range(row, row + n), items)
+            for raw in iter_parquet_batches(path, COLUMNS, batch_size, string_columns=TEXT_COLUMNS):
+                n = raw.num_rows
+                yield budget.Batch(index, range(row, row + n), judge_batch(raw))
                 row += n
 
     def manifest_extra(self) -> dict:
