@@ -30,8 +30,10 @@ DATASETS = ["synth_distill_phase1_high_550m", "code_opencodeinstruct_55m", "math
             "helpfulness_oasst2_15m", MIX]
 # What the demo mix submits to SLURM, and what runs on the submit host (localrules).
 SLURM_JOBS = Counter({"synth_scan": 6, "synth_encode": 6, "synth_finalize": 1, "code_build": 1,
-                      "math_build": 1, "chat_build": 1, "merge_mix": 1})
-LOCAL_JOBS = Counter({"synth_link": 6, "synth_plan": 1, MIX: 1})
+                      "math_build": 1, "chat_build": 1, "merge_mix": 1,
+                      **{f"{step}_{name}": 1 for step in ("validate", "report")
+                         for name in ("synth", "code", "math", "chat", "mix")}})
+LOCAL_JOBS = Counter({"stage_tokenizer": 1, "synth_link": 6, "synth_plan": 1, MIX: 1})
 # Test-only plugin settings: poll every 2 s instead of 40 s (MinJobAge must stay >= 3 x 2 s for
 # the squeue status mode) and keep every job's SLURM log so that the test can read it.
 INIT_SECONDS = 2
