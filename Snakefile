@@ -17,6 +17,7 @@ include: "rules/code.smk"
 include: "rules/math.smk"
 include: "rules/chat.smk"
 include: "rules/merge.smk"
+include: "rules/handoff.smk"
 
 
 localrules: all
