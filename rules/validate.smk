@@ -19,11 +19,12 @@ def validation_report(name):
     return os.path.join(WORK, "validate", f"{name}.json")
 
 
-def validate_flags():
-    """What the validator checks the datasets against: the configured values."""
+def validate_flags(seed=None):
+    """What the validator checks a dataset against: the configured values (the mix: its own
+    merge.seed, which is the seed its manifest records)."""
     return cli_flags({
         "max_seq_len": COMMON["max_seq_len"],
-        "seed": COMMON["seed"],
+        "seed": COMMON["seed"] if seed is None else seed,
         "train_frac": COMMON["train_frac"],
         "reasoning_level": COMMON["reasoning_level"],
         "sample_rows": VALIDATE["sample_rows"],
@@ -66,7 +67,7 @@ rule validate_mix:
         report=validation_report("mix"),
     params:
         inputs=" ".join(f"--input {name}={shlex.quote(dataset_dir(name))}" for name in config["merge"]["inputs"]),
-        flags=validate_flags(),
+        flags=validate_flags(seed=config["merge"]["seed"]),
         code=VALIDATE_CODE,
     log:
         os.path.join(LOGS, "validate", "mix.log"),
