@@ -1,6 +1,7 @@
 # Configuration, paths and small helpers shared by every rule file.
 
 import hashlib
+import json
 import os
 import shlex
 import sys
@@ -31,6 +32,9 @@ SCRIPTS = os.path.join(workflow.basedir, "workflow_scripts")
 OUT = config["output_root"]
 WORK = config["work_root"] or os.path.join(OUT, "_work")
 LOGS = os.path.join(WORK, "logs")
+# The renderer's self-check record (distill_data/render_check.py) lives under the work folder,
+# never beside the vocabulary; the jobs inherit the variable.
+os.environ.setdefault("DISTILL_RENDER_CHECK_DIR", os.path.abspath(os.path.join(WORK, "render_check")))
 COMMON = config["common"]
 THREADS = config["threads"]
 PACKAGE_DIR = Path(distill_data.__file__).parent
@@ -91,6 +95,59 @@ BATCH_SIZE = COMMON["batch_size"]
 
 def dataset_manifest(section):
     return os.path.join(OUT, config[section]["dataset_name"], "manifest.json")
+
+
+def stop(message):
+    """End the run with one line naming the problem (an exception raised in an input function
+    reaches the user as InputFunctionException with a traceback)."""
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+# --- published datasets: every listed file present, at its listed size ---------------------------
+# Snakemake sees only manifest.json (the declared output); a part file deleted or truncated
+# behind it would go unnoticed. Every job reading a dataset checks the listing first (stat only:
+# the validator and the handoffs compare sha256 when they read) and the run stops, naming the
+# file and the command that rebuilds it, unless that rebuild is what was asked for.
+BUILD_RULE = {"synth": "synth_finalize", "code": "code_build", "math": "math_build", "chat": "chat_build",
+              "merge": "merge_mix"}
+
+
+def published_damage(manifest_path):
+    """Why a built dataset cannot be used as it is, or None (also None when not built yet)."""
+    if not os.path.exists(manifest_path):
+        return None
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            listing = json.load(handle).get("files") or {}
+    except (OSError, ValueError) as exc:
+        return f"{manifest_path}: unreadable ({exc})"
+    folder = os.path.dirname(manifest_path)
+    for entries in listing.values():
+        for entry in entries:
+            path = os.path.join(folder, entry["path"])
+            if not os.path.isfile(path):
+                return f"{path} is missing (listed in {manifest_path})"
+            size = os.path.getsize(path)
+            if size != entry["bytes"]:
+                return f"{path} has {size:,} bytes, {manifest_path} lists {entry['bytes']:,}"
+    return None
+
+
+def intact_manifest(section):
+    """Input function: the section's manifest, after checking the files it lists."""
+    manifest = dataset_manifest(section)
+    rule_name = BUILD_RULE[section]
+
+    def check(wildcards):
+        settings = workflow.dag_settings
+        if settings.forceall or rule_name in (settings.forcerun or ()):
+            return manifest
+        problem = published_damage(manifest)
+        if problem:
+            stop(f"{problem}: the dataset is damaged. Rebuild it: snakemake --forcerun {rule_name} -- <target>")
+        return manifest
+    return check
 
 
 # --- raw inputs ---------------------------------------------------------------------------------

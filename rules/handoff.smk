@@ -34,7 +34,8 @@ def handoff_check(dataset, folder):
 def handoff_source(wildcards):
     """The published dataset a handoff reads, validated first."""
     name = HANDOFF_NAMES[wildcards.handoff_dataset]
-    return {"manifest": os.path.join(dataset_dir(name), "manifest.json"), "validated": validation_report(name)}
+    return {"manifest": intact_manifest("merge" if name == "mix" else name)(wildcards),
+            "validated": validation_report(name)}
 
 
 def handoff_datasets():

@@ -15,7 +15,7 @@ rule merge_mix:
     """Every row of the four datasets once, in the canonical schema, interleaved by a seeded
     schedule weighted by merge.weight_by; stats and decoded samples alongside."""
     input:
-        **{name: dataset_manifest(name) for name in MERGE_INPUTS},
+        **{name: intact_manifest(name) for name in MERGE_INPUTS},
         vocab=VOCAB_FILE,
     output:
         manifest=os.path.join(MIX_DIR, "manifest.json"),

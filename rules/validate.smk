@@ -36,7 +36,7 @@ for _name in DATASET_SECTIONS:
     rule:
         name: f"validate_{_name}"
         input:
-            manifest=dataset_manifest(_name),
+            manifest=intact_manifest(_name),
             vocab=VOCAB_FILE,
         output:
             report=validation_report(_name),
@@ -60,7 +60,7 @@ rule validate_mix:
     """The mix against its inputs: every input row once, train only from train, the prefix
     composition bound; and every per-dataset check."""
     input:
-        manifest=os.path.join(dataset_dir("mix"), "manifest.json"),
+        manifest=intact_manifest("merge"),
         inputs=[dataset_manifest(name) for name in config["merge"]["inputs"]],
         vocab=VOCAB_FILE,
     output:

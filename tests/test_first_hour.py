@@ -47,3 +47,102 @@ def test_merge_seed_override_from_the_readme_builds_and_validates(demo):
         assert report["ok"] and report["settings"]["seed"] == 7
     finally:
         snakemake(demo, "-j", "2", "--configfile", CONFIG, "--", MIX)
+
+
+# --- 2. the validator CLI on a mix, as a user types it ---------------------------------------
+
+def validate_cli(demo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distill_data.validate", *args], cwd=demo, capture_output=True,
+                          text=True, timeout=600, env=snakemake_env(demo))
+
+
+def snakemake_env(demo: Path) -> dict:
+    import os
+    return dict(os.environ, PYTHONPATH=str(demo / "src"))
+
+
+def test_validate_cli_on_the_mix_alone_gives_a_short_verdict(demo):
+    done = validate_cli(demo, f"{OUT}/{MIX}", "--sample-rows", "200", "--report", "mix_by_hand.json")
+    assert done.returncode == 0, console(done)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"{MIX}: OK ("), lines
+    assert len(lines) <= 2, lines
+    assert " ERROR " not in done.stderr, done.stderr
+    report = json.loads((demo / "mix_by_hand.json").read_text())
+    assert report["kind"] == "mix" and report["checks"]["mix_rows"]["ok"] and report["checks"]["mix_rows"]["checked"]
+    assert report["settings"]["split_by"] == "group"     # recorded in the mix manifest, per input
+    mix = json.loads((demo / OUT / MIX / "manifest.json").read_text())
+    assert {entry["split"]["split_by"] for entry in mix["inputs"]} == {"group"}
+    details = validate_cli(demo, f"{OUT}/{MIX}", "--sample-rows", "0", "--details")
+    assert details.returncode == 0 and "mix_composition" in details.stdout and "split_rule" in details.stdout
+
+
+# --- 3. a damaged dataset stops the run, naming the file and the rebuild -------------------------
+
+CHAT = "helpfulness_oasst2_15m"
+
+
+def test_a_deleted_or_truncated_part_file_stops_the_run_with_its_rebuild(demo):
+    part = demo / OUT / CHAT / "train" / "part-00000.parquet"
+    kept = part.read_bytes()
+    try:
+        part.unlink()
+        done = snakemake(demo, "-n", "--configfile", CONFIG, "--", MIX, check=False)
+        assert done.returncode == 1
+        error = [line for line in console(done).splitlines() if line.startswith("Error: ")]
+        assert error == [f"Error: {OUT}/{CHAT}/train/part-00000.parquet is missing (listed in {OUT}/{CHAT}/"
+                         "manifest.json): the dataset is damaged. Rebuild it: snakemake --forcerun chat_build "
+                         "-- <target>"], console(done)
+        assert "Traceback" not in console(done)
+        part.write_bytes(kept[: len(kept) // 2])
+        done = snakemake(demo, "-n", "--configfile", CONFIG, "--", MIX, check=False)
+        assert done.returncode == 1 and f"bytes, {OUT}/{CHAT}/manifest.json lists {len(kept):,}" in console(done)
+        # the command it names is the way out
+        forced = snakemake(demo, "-n", "--forcerun", "chat_build", "--configfile", CONFIG, "--", MIX)
+        assert "chat_build" in forced.stdout
+    finally:
+        part.write_bytes(kept)
+    assert "Nothing to be done" in snakemake(demo, "-n", "--configfile", CONFIG, "--", MIX).stdout
+
+
+# --- 5. the tools find the staged vocabulary; nothing is written beside it ------------------------
+
+def test_show_and_validate_find_the_staged_vocabulary(demo):
+    import os
+    env = {k: v for k, v in snakemake_env(demo).items() if k != "TIKTOKEN_ENCODINGS_BASE"}
+    for tool, args in (("show", ["--sample", "1", "--color", "never"]), ("validate", ["--sample-rows", "5"])):
+        done = subprocess.run([sys.executable, "-m", f"distill_data.{tool}", f"{OUT}/{CHAT}", *args], cwd=demo,
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, console(done)
+    done = subprocess.run([sys.executable, "-m", "distill_data.show", str(demo / "nowhere"), "--sample", "1"],
+                          cwd=demo, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "no staged copy of o200k_base.tiktoken in " in done.stderr
+    # the render self-check's record went under the work folder, not beside any vocabulary
+    assert list((demo / OUT / "_work" / "render_check").glob("render-check-*.json"))
+    assert not (demo / OUT / "_work" / "tokenizer" / ".render_check").exists()
+    assert os.environ.get("TIKTOKEN_ENCODINGS_BASE") and not (Path(os.environ["TIKTOKEN_ENCODINGS_BASE"]) / ".render_check").exists()
+
+
+# --- 8. documented names and examples match what the workflow does ---------------------------------
+
+def test_the_slurm_readme_names_only_rules_that_exist(demo):
+    import re
+    listed = snakemake(demo, "--list-rules", "--configfile", CONFIG).stdout.split()
+    text = (PROJECT / "profiles" / "slurm" / "README.md").read_text()
+    section = text[text.index("## Resources"):].split("\n## ")[0]   # the table of rules and resources
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {name for line in table for name in re.findall(r"`([a-z_0-9<>]+)`", line.split("|")[1])}
+    for name in named:
+        pattern = re.compile("^" + re.escape(name).replace("<dataset>", "[a-z0-9_]+") + "$")
+        assert any(pattern.match(rule) for rule in listed), f"profiles/slurm/README.md names a rule {name!r} that does not exist"
+    assert not re.search(r"\b\d+ `sbatch` jobs", (PROJECT / "profiles" / "slurm" / "README.md").read_text())
+
+
+def test_the_readme_inspector_example_is_what_show_prints(demo):
+    readme = (PROJECT / "README.md").read_text()
+    example = readme[readme.index("```text\nnemotron_math:"):].split("\n")[1]
+    row_id = example.split()[0]
+    done = subprocess.run([sys.executable, "-m", "distill_data.show", f"{OUT}/{MIX}", "--id", row_id, "--color", "never"],
+                          cwd=demo, capture_output=True, text=True, timeout=120, env=snakemake_env(demo))
+    assert done.returncode == 0, console(done)
+    assert example in done.stdout.splitlines(), (example, done.stdout[:400])

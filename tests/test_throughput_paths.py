@@ -88,6 +88,22 @@ def test_a_damaged_or_foreign_record_is_ignored_and_rewritten(fresh_tokenizer, c
     assert renderer.render(*PROBES[0]) == reference_render(fresh_tokenizer, *PROBES[0], "high")
 
 
+def test_a_writable_vocabulary_folder_is_never_written_either(vocab_dir, tmp_path, monkeypatch):
+    """Issue 17, item 5: the vocabulary's folder may be shared; the record goes to the cache."""
+    folder = tmp_path / "vocab"
+    folder.mkdir()
+    (folder / "o200k_base.tiktoken").write_bytes((Path(vocab_dir) / "o200k_base.tiktoken").read_bytes())
+    monkeypatch.delenv(render_check.ENV_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_tokenizer.cache_clear()
+    try:
+        HarmonyRenderer(load_tokenizer(str(folder)), "high")
+        assert sorted(p.name for p in folder.iterdir()) == ["o200k_base.tiktoken"]
+        assert len(list((tmp_path / "cache" / "distill_data").glob("render-check-*.json"))) == 1
+    finally:
+        load_tokenizer.cache_clear()
+
+
 def test_a_read_only_vocabulary_folder_is_never_written(vocab_dir, tmp_path, monkeypatch):
     folder = tmp_path / "vocab"
     folder.mkdir()

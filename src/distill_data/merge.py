@@ -130,6 +130,9 @@ class MixInput:
             "manifest_sha256": self.manifest_sha256,
             "params_sha256": self.manifest.get("params_sha256"),
             "rows": dict(self.rows),
+            # what the mix's validation needs without the input at hand (the split rule its
+            # rows were split by; the seed and train_frac of that split)
+            "split": {key: self.manifest.get("params", {}).get(key) for key in ("split_by", "seed", "train_frac")},
         }
 
 

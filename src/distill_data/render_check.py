@@ -8,10 +8,10 @@ the vocabulary (its sha256), the openai-harmony and tiktoken versions, the rende
 the constant token frames it validated, under a key made of all of these; a process whose key
 matches takes the frames from the record and skips openai-harmony entirely.
 
-Where the record lives: ``$DISTILL_RENDER_CHECK_DIR`` if set (``off`` disables the cache), else
-a ``.render_check`` folder next to the vocabulary when that folder is writable (a folder
-without write permission bits, such as a shared or CI vocabulary, is never touched), else the
-user's cache folder (``$XDG_CACHE_HOME/distill_data`` or ``~/.cache/distill_data``). When no
+Where the record lives: ``$DISTILL_RENDER_CHECK_DIR`` if set (``off`` disables the cache; the
+workflow sets it to ``<work_root>/render_check``), else the user's cache folder
+(``$XDG_CACHE_HOME/distill_data`` or ``~/.cache/distill_data``); never the vocabulary's folder,
+which may be shared or read-only. When no
 folder can be written, every process runs the check, as before. A record that is unreadable, or whose key or content does not match,
 is ignored and rewritten.
 """
@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -69,20 +68,9 @@ def candidate_dirs(tokenizer) -> list[Path]:
     if configured:
         return [] if configured.lower() == "off" else [Path(configured)]
     cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folders = [Path(cache_home) / "distill_data"]
-    if _writable(Path(tokenizer.vocab_dir)):
-        folders.insert(0, Path(tokenizer.vocab_dir) / ".render_check")
-    return folders
-
-
-def _writable(folder: Path) -> bool:
-    """Writable, and not marked read-only: a folder without write permission bits (a shared
-    or CI vocabulary) is left alone even by a user, such as root, who could write to it."""
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
-    return bool(mode & stat.S_IWUSR) and os.access(folder, os.W_OK)
+    # never the vocabulary's own folder: it may be shared or read-only (the workflow sets
+    # $DISTILL_RENDER_CHECK_DIR to a folder under its work_root)
+    return [Path(cache_home) / "distill_data"]
 
 
 def _valid(record, key: dict) -> dict | None:

@@ -159,19 +159,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1337, help="seed of --sample (default 1337)")
     p.add_argument("--split", choices=SPLITS, help="only this split (default both)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    p.add_argument("--tokenizer-dir", help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE)")
+    p.add_argument("--tokenizer-dir", help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE, "
+                   "else the copy the workflow staged under <output_root>/_work/tokenizer)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .tokenizer import TokenizerError, load_tokenizer
+    from .tokenizer import TokenizerError, load_tokenizer, vocab_dir_for
 
     if args.sample is not None and args.sample < 1:
         print("error: --sample must be at least 1", file=sys.stderr)
         return 2
     try:
-        tokenizer = load_tokenizer(args.tokenizer_dir)
+        tokenizer = load_tokenizer(vocab_dir_for(args.directory, args.tokenizer_dir))
         rows = find_rows(args.directory, ids=args.ids or (), sample=args.sample or 0, seed=args.seed,
                          splits=(args.split,) if args.split else SPLITS)
     except (ShowError, TokenizerError, OSError) as exc:

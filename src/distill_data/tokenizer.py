@@ -30,6 +30,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def staged_vocab_dir(dataset_dir: str | os.PathLike) -> str | None:
+    """The verified copy the workflow staged for a published dataset (or a handoff of one):
+    `<output_root>/_work/tokenizer/` when work_root is the default, looked for in the folders
+    above the dataset. None when there is none."""
+    for folder in Path(dataset_dir).resolve().parents[:4]:
+        candidate = folder / "_work" / "tokenizer"
+        if (candidate / VOCAB_FILENAME).is_file():
+            return str(candidate)
+    return None
+
+
+def vocab_dir_for(dataset_dir: str | os.PathLike, vocab_dir: str | None) -> str | None:
+    """What a tool reading `dataset_dir` uses: --tokenizer-dir, else $TIKTOKEN_ENCODINGS_BASE,
+    else the workflow's staged copy; the error of resolve_vocab_dir names all three."""
+    if vocab_dir or os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
+        return vocab_dir
+    staged = staged_vocab_dir(dataset_dir)
+    if staged is None:
+        looked = ", ".join(str(f / "_work" / "tokenizer") for f in Path(dataset_dir).resolve().parents[:4])
+        raise TokenizerError(f"No Harmony vocabulary: no --tokenizer-dir, TIKTOKEN_ENCODINGS_BASE unset, and no "
+                             f"staged copy of {VOCAB_FILENAME} in {looked}")
+    return staged
+
+
 def resolve_vocab_dir(vocab_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding a verified ``o200k_base.tiktoken``: ``vocab_dir`` or the env var."""
     source = "the configured tokenizer folder"

@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .progress import Progress
-from .tokenizer import TokenizerError, load_tokenizer
+from .tokenizer import TokenizerError, load_tokenizer, vocab_dir_for
 
 log = logging.getLogger("distill_data")
 
@@ -485,23 +485,40 @@ def _param(options_value, manifest: dict, key: str, default, report: Report):
     return in_manifest if in_manifest is not None else default
 
 
+def mix_inputs(directory: Path, manifest: dict) -> list[tuple[str, Path]]:
+    """A mix's inputs as its manifest records them: (name, folder relative to the mix's)."""
+    out = []
+    for entry in manifest.get("inputs", []):
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("path"):
+            raise ValidationError(f"{directory / 'manifest.json'}: inputs[] without name and path; "
+                                  "give the inputs with --input NAME=DIR")
+        out.append((entry["name"], (directory / entry["path"]).resolve()))
+    return out
+
+
 def validate(directory: Path, options: Options, inputs: Sequence[tuple[str, Path]] = ()) -> dict:
     """Validate a builder dataset (no inputs) or a mix (its inputs: (name, dir)); the report."""
     directory = Path(directory)
     started = time.perf_counter()
+    manifest = load_manifest(directory)
+    if not inputs and manifest.get("builder") == "merge":
+        inputs = mix_inputs(directory, manifest)   # the mix names its inputs' folders
     mix = bool(inputs)
     report = Report(CHECKS + (MIX_CHECKS if mix else ()))
-    manifest = load_manifest(directory)
     params = manifest.get("params", {})
     max_seq_len = _param(options.max_seq_len, manifest, "max_seq_len", 8192, report)
     seed = _param(options.seed, manifest, "seed", 1337, report)
     train_frac = _param(options.train_frac, manifest, "train_frac", 0.99, report)
     effort = _param(options.reasoning_level, manifest, "reasoning_level", "high", report)
-    tokenizer = load_tokenizer(options.tokenizer_dir)
+    tokenizer = load_tokenizer(vocab_dir_for(directory, options.tokenizer_dir))
     harmony = HarmonyChecker(tokenizer, effort)
     from openai_harmony import Message, Role
     system_len = len(tokenizer.harmony.render(Message.from_role_and_content(Role.SYSTEM, harmony.system)))
-    split_by = None if mix else _param(options.split_by, manifest, "split_by", "id", report)
+    if mix:   # the mix inherits its inputs' splits: the rule they were split by, as recorded
+        split_by = ", ".join(sorted({str((entry.get("split") or {}).get("split_by") or "not recorded")
+                                     for entry in manifest.get("inputs", [])})) or None
+    else:
+        split_by = _param(options.split_by, manifest, "split_by", "id", report)
     rule = None if mix else SplitRule(split_by, seed, train_frac, tokenizer, system_len)
 
     files = check_files(directory, manifest, report, params.get("rows_per_file"))
@@ -846,8 +863,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("directory", type=Path, help="a published dataset folder (manifest.json, train/, validation/)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=DIR",
-                   help="the directory is a mix: each input dataset, by its short name (as the merge got them)")
-    p.add_argument("--report", type=Path, help="write the JSON report here (default: print it)")
+                   help="the directory is a mix: each input dataset, by its short name (default: the folders "
+                        "the mix's manifest records)")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--details", action="store_true", help="print every check (rows checked, failures, examples)")
+    p.add_argument("--json", action="store_true", help="print the whole JSON report on stdout")
     p.add_argument("--sample-rows", type=int, default=None,
                    help="Harmony round trip on about this many rows (chosen by hash of the id); default all")
     p.add_argument("--max-seq-len", type=int, help="the configured max_seq_len (default: the manifest's)")
@@ -855,7 +875,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-frac", type=float, help="the configured train_frac (default: the manifest's)")
     p.add_argument("--reasoning-level", choices=("low", "medium", "high"), help="default: the manifest's")
     p.add_argument("--split-by", choices=("group", "id"), help="the configured split rule (default: the manifest's)")
-    p.add_argument("--tokenizer-dir", help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE)")
+    p.add_argument("--tokenizer-dir", help="folder with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE, "
+                   "else the copy the workflow staged under <output_root>/_work/tokenizer)")
     return p.parse_args(argv)
 
 
@@ -886,10 +907,18 @@ def main(argv=None) -> int:
         tmp = args.report.with_name(args.report.name + ".partial")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(args.report)
-    else:
+    if args.json:
         sys.stdout.write(text)
-    for line in summary_lines(result):
-        (log.info if result["ok"] else log.error)("%s", line)
+    lines = summary_lines(result)
+    if args.report:   # a job's log (stderr) keeps every check
+        for line in lines:
+            log.info("%s", line)
+    print(lines[0])   # the verdict, one line
+    if args.details or not result["ok"]:
+        shown = lines[1:] if args.details else [line for line in lines[1:] if " FAILED " in line or line.startswith("      ")]
+        print("\n".join(shown))
+    if not args.details and not args.json:
+        print("  (every check: --details; the JSON report: --report FILE or --json)")
     return 0 if result["ok"] else 1
 
 
