@@ -176,6 +176,19 @@ def builder_target_input(section, target):
     return raw_checked
 
 
+def settings_changed(section, manifest_path):
+    """The configured settings that differ from those the built dataset records ('' if none)."""
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            built = json.load(handle).get("params", {})
+    except (OSError, ValueError):
+        return ""
+    wanted = {**{key: COMMON[key] for key in ("max_seq_len", "seed", "train_frac", "split_by", "rows_per_file")},
+              "reasoning_effort": COMMON["reasoning_level"], **config[section]}
+    return ", ".join(f"{section if key in config[section] else 'common'}.{key}: built with {built[key]!r}, "
+                     f"configured {value!r}" for key, value in wanted.items() if key in built and built[key] != value)
+
+
 def mix_input_check(wildcards):
     """Input function of the mix target: a missing raw input is fine when its dataset exists."""
     for section in MERGE_INPUTS:
@@ -185,6 +198,10 @@ def mix_input_check(wildcards):
         manifest = dataset_manifest(section)
         if not os.path.exists(manifest):
             raise WorkflowError(f"{problem}, and {manifest} has not been built: nothing to merge for {section}")
+        changed = settings_changed(section, manifest)
+        if changed:
+            stop(f"{problem}, and the settings of {section} changed since {manifest} was built ({changed}): "
+                 f"the mix cannot use the old dataset for the new settings. Fix the raw input, or restore the settings.")
         if section not in _raw_reported:
             _raw_reported.add(section)
             print(f"Skipped the raw-input check of {section} ({problem}): merging the built dataset "

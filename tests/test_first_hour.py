@@ -146,3 +146,18 @@ def test_the_readme_inspector_example_is_what_show_prints(demo):
                           cwd=demo, capture_output=True, text=True, timeout=120, env=snakemake_env(demo))
     assert done.returncode == 0, console(done)
     assert example in done.stdout.splitlines(), (example, done.stdout[:400])
+
+
+# --- 4. a missing raw input and a changed setting: stop and say so ----------------------------------
+
+def test_a_changed_budget_with_its_raw_input_gone_stops_the_mix(demo):
+    moved = ["--config", 'code={"input_dir": "/nowhere/code", "target_total_tokens": 400000}']
+    done = snakemake(demo, "-n", "--configfile", CONFIG, *moved, "--", MIX, check=False)
+    assert done.returncode == 1, console(done)
+    error = [line for line in console(done).splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "/nowhere/code" in error[0], console(done)
+    assert "code.target_total_tokens: built with 300000, configured 400000" in error[0]
+    assert "Traceback" not in console(done)
+    # the same missing input with the settings it was built with: the built dataset is merged, said once
+    same = snakemake(demo, "-n", "--configfile", CONFIG, "--config", 'code={"input_dir": "/nowhere/code"}', "--", MIX)
+    assert "merging the built dataset" in same.stderr
