@@ -27,6 +27,7 @@ rule all:
     """Every dataset and the mix (each builder's raw input is required); the default target."""
     default_target: True
     input:
+        all_raw_inputs(("synth", "code", "math", "chat")),
         builder_target_input("synth", "synth_distill_phase1_high_550m"),
         builder_target_input("code", "code_opencodeinstruct_55m"),
         builder_target_input("math", "math_nemotron_v2_low_55m"),

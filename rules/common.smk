@@ -171,9 +171,22 @@ def builder_target_input(section, target):
     def raw_checked(wildcards):
         problem = raw_problem(section)
         if problem:
-            raise WorkflowError(f"{problem} (needed to build {target})")
+            stop(f"{problem} (needed to build {target})")
         return dataset_manifest(section)
     return raw_checked
+
+
+def all_raw_inputs(sections):
+    """Input function of a target needing several builders' raw inputs: every missing one at
+    once, one line each with its config key (not one per run)."""
+    def check(wildcards):
+        problems = [p for p in (raw_problem(section) for section in sections) if p]
+        if len(problems) == 1:
+            stop(problems[0])
+        if problems:
+            stop(f"{len(problems)} raw inputs cannot be read:\n" + "\n".join(f"  {p}" for p in problems))
+        return []
+    return check
 
 
 def settings_changed(section, manifest_path):

@@ -161,3 +161,15 @@ def test_a_changed_budget_with_its_raw_input_gone_stops_the_mix(demo):
     # the same missing input with the settings it was built with: the built dataset is merged, said once
     same = snakemake(demo, "-n", "--configfile", CONFIG, "--config", 'code={"input_dir": "/nowhere/code"}', "--", MIX)
     assert "merging the built dataset" in same.stderr
+
+
+# --- 6. every missing raw input at once, one line each, no traceback --------------------------------
+
+def test_all_missing_raw_inputs_are_reported_at_once(demo):
+    gone = ["--config", 'code={"input_dir": "/nowhere/code"}', 'math={"input_files": ["/nowhere/low.jsonl"]}']
+    done = snakemake(demo, "-n", "--configfile", CONFIG, *gone, "--", "all", check=False)
+    assert done.returncode == 1
+    text = console(done)
+    assert "Error: 2 raw inputs cannot be read:" in text and "Traceback" not in text, text[-2000:]
+    assert "  /nowhere/code (config key code.input_dir): no such folder" in text
+    assert "  config key math.input_files: no such file(s): /nowhere/low.jsonl" in text
