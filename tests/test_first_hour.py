@@ -173,3 +173,15 @@ def test_all_missing_raw_inputs_are_reported_at_once(demo):
     assert "Error: 2 raw inputs cannot be read:" in text and "Traceback" not in text, text[-2000:]
     assert "  /nowhere/code (config key code.input_dir): no such folder" in text
     assert "  config key math.input_files: no such file(s): /nowhere/low.jsonl" in text
+
+
+# --- 7. the report shows tables, not raw JSON; report.html is not committed --------------------------
+
+def test_report_tables_hold_no_raw_json(demo):
+    import html
+    import re
+    for name in ("mix", "synth", "code", "math", "chat"):
+        page = (demo / OUT / "_work" / "report" / name / "accounting.html").read_text()
+        cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)]
+        assert not [c for c in cells if c.startswith("{")], (name, [c for c in cells if c.startswith("{")][:2])
+    assert "/report.html" in (PROJECT / ".gitignore").read_text().splitlines()

@@ -60,6 +60,25 @@ def _table(header: list[str], rows: list[list], numeric_from: int = 1) -> str:
     return "\n".join(out)
 
 
+def _flat_rows(data: dict, prefix: str = "") -> list[list]:
+    """Nested mappings as one row per leaf ("inputs.chat.groups.train", 309), never raw JSON."""
+    rows = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _flat_rows(value, name + ".")
+        else:
+            rows.append([name, ", ".join(map(str, value)) if isinstance(value, list) else value])
+    return rows
+
+
+def _where(stopped_at) -> str:
+    """Where a budget stopped, as a reader says it: "train-00003-of-00004.parquet, row 854"."""
+    if isinstance(stopped_at, dict):
+        return ", ".join(f"{k} {v}" if k != "file" else str(v) for k, v in stopped_at.items())
+    return str(stopped_at)
+
+
 def _count(value) -> int:
     if isinstance(value, dict):
         return sum(_count(v) for v in value.values())
@@ -101,11 +120,9 @@ def accounting_html(manifest: dict) -> str:
                                                      for w in warnings) + "</ul>"]
     if isinstance(manifest.get("targets"), dict):
         body += ["<h3>Targets and what was realised</h3>",
-                 _table(["target", "values"], [[k, json.dumps(v, sort_keys=True)] for k, v in manifest["targets"].items()])]
+                 _table(["target", "value"], _flat_rows(manifest["targets"]))]
     if isinstance(manifest.get("split_groups"), dict):
-        body += ["<h3>Split groups</h3>",
-                 _table(["", "value"], [[k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v]
-                                        for k, v in manifest["split_groups"].items()])]
+        body += ["<h3>Split groups</h3>", _table(["", "value"], _flat_rows(manifest["split_groups"]))]
     if manifest.get("not_read"):
         not_read = manifest["not_read"]
         body += ["<h3>Not read (token budget reached)</h3>",
@@ -116,7 +133,7 @@ def accounting_html(manifest: dict) -> str:
         body += ["<h3>Budget</h3>", _table(["", "value"], [
             ["target total tokens", budget.get("target_total_tokens")],
             ["total tokens written", budget.get("total_tokens")],
-            ["stopped", "source exhausted" if budget.get("exhausted") else json.dumps(budget.get("stopped_at"))]])]
+            ["stopped", "source exhausted" if budget.get("exhausted") else _where(budget.get("stopped_at"))]])]
     tokens = manifest.get("tokens", {})
     if tokens:
         rows = []
