@@ -138,8 +138,8 @@ def test_the_slurm_readme_names_only_rules_that_exist(demo):
     assert not re.search(r"\b\d+ `sbatch` jobs", (PROJECT / "profiles" / "slurm" / "README.md").read_text())
 
 
-def test_the_readme_inspector_example_is_what_show_prints(demo):
-    readme = (PROJECT / "README.md").read_text()
+def test_the_inspector_example_in_the_docs_is_what_show_prints(demo):
+    readme = (PROJECT / "docs" / "inspecting.md").read_text()
     example = readme[readme.index("```text\nnemotron_math:"):].split("\n")[1]
     row_id = example.split()[0]
     done = subprocess.run([sys.executable, "-m", "distill_data.show", f"{OUT}/{MIX}", "--id", row_id, "--color", "never"],
@@ -185,3 +185,13 @@ def test_report_tables_hold_no_raw_json(demo):
         cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)]
         assert not [c for c in cells if c.startswith("{")], (name, [c for c in cells if c.startswith("{")][:2])
     assert "/report.html" in (PROJECT / ".gitignore").read_text().splitlines()
+
+
+def test_the_readme_is_for_newcomers_and_links_every_docs_page():
+    readme = (PROJECT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for page in sorted((PROJECT / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in readme, f"README.md does not link docs/{page.name}"
+    ci = (PROJECT / ".ci" / "run").read_text()
+    for command in ("pip install torch==2.13.0", "pip install -e '.[test]'", "pytest"):
+        assert command in ci and command in readme

@@ -145,7 +145,7 @@ def test_the_rule_graph_in_docs_is_current(demo):
 
     committed = graph((PROJECT / "docs" / "rulegraph.dot").read_text())
     assert graph(done.stdout) == committed, ("the rule graph changed: regenerate docs/rulegraph.dot and .svg "
-                                             "(README.md, 'The rule graph')")
+                                             "(docs/development.md, 'The rule graph')")
     assert {"validate_mix", "report_mix", "merge_mix"} <= committed[0]
 
 
