@@ -195,3 +195,13 @@ def test_the_readme_is_for_newcomers_and_links_every_docs_page():
     ci = (PROJECT / ".ci" / "run").read_text()
     for command in ("pip install torch==2.13.0", "pip install -e '.[test]'", "pytest"):
         assert command in ci and command in readme
+
+
+def test_no_report_figure_cuts_off_a_title_or_label(demo, tmp_path):
+    from distill_data.report_items import composition_png, read_spans, tokens_png
+    validation = json.loads((demo / OUT / "_work" / "validate" / "mix.json").read_text())
+    assert composition_png(validation, MIX, tmp_path / "composition.png") == []
+    for name in ("synth_distill_phase1_high_550m", MIX):
+        folder = demo / OUT / name
+        spans = read_spans(folder, json.loads((folder / "manifest.json").read_text()))
+        assert tokens_png(spans, name, tmp_path / "tokens.png") == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .show import find_rows, trained_runs
+
+log = logging.getLogger("distill_data")
 
 SPLITS = ("train", "validation")
 TOKEN_KINDS = ("prompt", "analysis", "final", "total")
@@ -180,7 +183,26 @@ def read_spans(directory: Path, manifest: dict) -> dict:
     return out
 
 
-def tokens_png(values: dict, title: str, path: Path) -> None:
+def texts_outside(fig) -> list[str]:
+    """Titles and labels that do not fit inside the figure or overlap a neighbouring panel's
+    title (what reads as "cut off" in the report)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    out = []
+    titles = [ax.title for ax in fig.axes if ax.title.get_text()]
+    labels = [ax.xaxis.label for ax in fig.axes if ax.xaxis.label.get_text()]
+    for text in titles + labels + ([fig._suptitle] if fig._suptitle is not None else []):
+        extent = text.get_window_extent(renderer)
+        if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1 or extent.y0 < box.y0 - 1 or extent.y1 > box.y1 + 1:
+            out.append(text.get_text())
+    for a, b in zip(titles, titles[1:]):
+        if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)):
+            out.append(f"{a.get_text()!r} overlaps {b.get_text()!r}")
+    return out
+
+
+def tokens_png(values: dict, title: str, path: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -193,20 +215,24 @@ def tokens_png(values: dict, title: str, path: Path) -> None:
         ax.hist(v, bins=50, color="#2563eb")
         label = kind + (" (rows with reasoning)" if kind == "analysis" else "")
         if len(v):
-            ax.set_title(f"{label}: {len(v):,} rows, median {int(np.median(v)):,}, max {int(v.max()):,}", fontsize=10)
+            ax.set_title(f"{label}\n{len(v):,} rows, median {int(np.median(v)):,}, max {int(v.max()):,}", fontsize=10)
         else:
             ax.set_title(f"{label}: no rows", fontsize=10)
         ax.set_xlabel("tokens per row")
         ax.set_ylabel("rows")
     fig.suptitle(f"{title}: tokens per row (both splits)")
     fig.tight_layout()
+    clipped = texts_outside(fig)
+    for text in clipped:
+        log.warning("%s: text cut off or overlapping: %s", path.name, text)
     fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
+    return clipped
 
 
 # --- composition --------------------------------------------------------------------------------
 
-def composition_png(validation: dict, title: str, path: Path) -> None:
+def composition_png(validation: dict, title: str, path: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -224,15 +250,20 @@ def composition_png(validation: dict, title: str, path: Path) -> None:
         ax.stackplot(x, *shares, labels=list(per), step="post")
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 1)
-        ax.set_xlabel(f"position in {split} (% of {data['rows']:,} rows; slices of {100 // steps}%)")
+        ax.set_xlabel(f"position in {split} (% of {data['rows']:,} rows;\nslices of {100 // steps}%)")
         ax.set_ylabel("share of the rows in the slice")
-        ax.set_title(f"{split}: worst prefix {data.get('max_deviation_in_B'):.2f} rows' worth "
+        # two lines: one line is wider than the narrow validation panel and was cut off
+        ax.set_title(f"{split}: worst prefix {data.get('max_deviation_in_B'):.2f} rows' worth\n"
                      f"of {data.get('weight_by')} off", fontsize=9)
     axes[0].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"{title}: share of rows of each input along the mix")
     fig.tight_layout()
+    clipped = texts_outside(fig)
+    for text in clipped:
+        log.warning("%s: text cut off or overlapping: %s", path.name, text)
     fig.savefig(path, dpi=80, metadata={"Software": None})
     plt.close(fig)
+    return clipped
 
 
 # --- samples ------------------------------------------------------------------------------------
