@@ -85,7 +85,7 @@ HANDOFF_JOBS = {
     "packed": _handoff_job("packed", flags=cli_flags({"max_seq_len": HANDOFF_SEQ_LEN,
                                                       "window_tokens": HANDOFF["window_tokens"],
                                                       "rows_per_file": HANDOFF["rows_per_file"]}),
-                           mem_mb=max(2000, HANDOFF["window_tokens"] * 60 // 1_000_000 + 1000)),
+                           mem_mb=max(2000, HANDOFF["window_tokens"] * 80 // 1_000_000 + 1000)),   # 1.25 GB measured at 16M
     "packed_disk": _handoff_job("packed_disk", source_folder="packed"),
     "megatron": _handoff_job("megatron", mem_mb=3000, runtime=120),
 }

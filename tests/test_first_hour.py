@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from distill_data.demo.__main__ import write_demo
-from workflow_helpers import PROJECT, copy_project, snakemake, write_config
+from workflow_helpers import PROJECT, copy_project, snakemake
 
 MIX = "phase1_mix_8k_665m"
 CONFIG = "config.demo.yaml"

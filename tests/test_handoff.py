@@ -5,7 +5,6 @@ One build per module: generated sources -> the mix -> every handoff form, checke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,43 +13,23 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from distill_data.demo.nemotron import write_nemotron_jsonl
-from distill_data.demo.oasst2 import write_oasst2_source
-from distill_data.demo.opencode import write_opencode_source
-from distill_data.demo.synth import write_synth_source
-from workflow_helpers import copy_project, dataset_bytes, snakemake, write_config
+from workflow_helpers import copy_project, dataset_bytes, small_mix_config, snakemake, write_config
 
 datasets = pytest.importorskip("datasets", reason="the handoff tests need the test extra (datasets)")
 torch = pytest.importorskip("torch", reason="the handoff tests need torch (pip install torch==2.13.0 first)")
 
 MIX = "phase1_mix_8k_665m"
 SEQ_LEN = 2048
-SHARDS = ["synth_010.parquet", "synth_034.parquet"]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, vocab_dir):
     root = tmp_path_factory.mktemp("handoff")
     project = copy_project(root / "project")
-    raw = root / "raw"
-    write_synth_source(raw / "synth", SHARDS, 150, seed=31)
-    (root / "list.txt").write_text("".join(f"{name}\n" for name in SHARDS))
-    write_opencode_source(raw / "code", 2, 120, seed=32)
-    write_nemotron_jsonl(raw / "math" / "low.jsonl", 150, seed=33)
-    write_oasst2_source(raw / "chat", 25, seed=34)
-    config = {
-        "output_root": str(root / "out"),
-        "common": {"rows_per_file": 40, "train_frac": 0.9},
-        "threads": {"encode": 1, "budgeted": 1, "merge": 2},
-        "synth": {"raw_root": str(raw / "synth"), "subset_dir": str(root / "subset"),
-                  "shard_list": str(root / "list.txt"), "global_keep": 0.6},
-        "code": {"input_dir": str(raw / "code"), "target_total_tokens": 15_000},
-        "math": {"input_files": [str(raw / "math" / "low.jsonl")], "target_total_tokens": 30_000},
-        "chat": {"input_dir": str(raw / "chat")},
-        "merge": {"rows_per_file": 60},
-        # a short row so that the model tests stay small; rows longer than it are counted out
-        "handoff": {"max_seq_len": SEQ_LEN, "window_tokens": 20_000, "rows_per_file": 16},
-    }
+    config = small_mix_config(root, seed=31)
+    config["common"]["train_frac"] = 0.9   # validation packs into several rows
+    # a short row so that the model tests stay small; rows longer than it are counted out
+    config["handoff"] = {"max_seq_len": SEQ_LEN, "window_tokens": 20_000, "rows_per_file": 16}
     cfg = write_config(root / "config.yaml", config)
     snakemake(project, "handoff", "-j", "2", "--configfile", str(cfg))
     out = root / "out"
@@ -293,6 +272,20 @@ def test_a_damaged_source_part_is_named_not_packed(built, tmp_path):
     assert not (tmp_path / "packed").exists()   # nothing half-written
 
 
+def test_an_empty_split_is_a_warning_in_the_manifest_and_the_log(built, tmp_path, caplog):
+    from distill_data.handoff.disk import build_disk
+    copy = tmp_path / MIX
+    shutil.copytree(built["mix"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["validation"] = []
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING", logger="distill_data"):
+        written = build_disk(copy, tmp_path / "disk")
+    assert written["warnings"] == ["validation: no rows (the source has 0)"]
+    assert "validation: no rows" in caplog.text
+    assert len(datasets.load_from_disk(str(tmp_path / "disk"))["validation"]) == 0
+
+
 # --- 4. the tokenizer check ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -326,3 +319,5 @@ def test_tokenizer_check_names_the_mismatch_of_a_wrong_tokenizer(built, hf_token
     assert done.returncode == 1
     first = [line for line in done.stdout.splitlines() if line.startswith("  round trip:")][0]
     assert ", token " in first and ": ours " in first and "the tokenizer's " in first
+    done = tokenizer_check(built, built["root"] / "no_such_tokenizer")
+    assert done.returncode == 2 and "no_such_tokenizer: not a Hugging Face tokenizer folder" in done.stderr

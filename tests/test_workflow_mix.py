@@ -10,40 +10,20 @@ import shutil
 
 import pytest
 
-from distill_data.demo.nemotron import write_nemotron_jsonl
-from distill_data.demo.oasst2 import write_oasst2_source
-from distill_data.demo.opencode import write_opencode_source
-from distill_data.demo.synth import write_synth_source
-from workflow_helpers import copy_project, dataset_bytes, dry_run_jobs, snakemake, with_checks, write_config
+from workflow_helpers import (SMALL_SHARDS as SHARDS, copy_project, dataset_bytes, dry_run_jobs, small_mix_config,
+                              snakemake, with_checks, write_config)
 
 TARGET = "phase1_mix_8k_665m"
 MERGE_ONLY = with_checks({"merge_mix": 1, TARGET: 1})
 BUILDERS = {"synth": "synth_distill_phase1_high_550m", "code": "code_opencodeinstruct_55m",
             "math": "math_nemotron_v2_low_55m", "chat": "helpfulness_oasst2_15m"}
-SHARDS = ["synth_010.parquet", "synth_034.parquet"]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("mix_workflow")
     project = copy_project(root / "project")
-    raw = root / "raw"
-    write_synth_source(raw / "synth", SHARDS, 150, seed=21)
-    (root / "list.txt").write_text("".join(f"{name}\n" for name in SHARDS))
-    write_opencode_source(raw / "code", 2, 120, seed=22)
-    write_nemotron_jsonl(raw / "math" / "low.jsonl", 150, seed=23)
-    write_oasst2_source(raw / "chat", 25, seed=24)
-    config = {
-        "output_root": str(root / "out"),
-        "common": {"rows_per_file": 40},
-        "threads": {"encode": 1, "budgeted": 1, "merge": 2},
-        "synth": {"raw_root": str(raw / "synth"), "subset_dir": str(root / "subset"),
-                  "shard_list": str(root / "list.txt"), "global_keep": 0.6},
-        "code": {"input_dir": str(raw / "code"), "target_total_tokens": 15_000},
-        "math": {"input_files": [str(raw / "math" / "low.jsonl")], "target_total_tokens": 30_000},
-        "chat": {"input_dir": str(raw / "chat")},
-        "merge": {"rows_per_file": 60, "samples_per_input": 2},
-    }
+    config = small_mix_config(root, seed=21)
     cfg = write_config(root / "config.yaml", config)
     snakemake(project, TARGET, "-j", "2", "--configfile", str(cfg))
     return {"root": root, "project": project, "config": config, "cfg": cfg,

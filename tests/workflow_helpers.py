@@ -29,6 +29,36 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+SMALL_SHARDS = ["synth_010.parquet", "synth_034.parquet"]
+
+
+def small_mix_config(root: Path, seed: int) -> dict:
+    """Generated sources for a small mix under `root/raw` (seeds seed..seed+3) and the config
+    that builds it into `root/out`: two SYNTH shards, code and math stopped by their budgets."""
+    from distill_data.demo.nemotron import write_nemotron_jsonl
+    from distill_data.demo.oasst2 import write_oasst2_source
+    from distill_data.demo.opencode import write_opencode_source
+    from distill_data.demo.synth import write_synth_source
+
+    raw = root / "raw"
+    write_synth_source(raw / "synth", SMALL_SHARDS, 150, seed=seed)
+    (root / "list.txt").write_text("".join(f"{name}\n" for name in SMALL_SHARDS))
+    write_opencode_source(raw / "code", 2, 120, seed=seed + 1)
+    write_nemotron_jsonl(raw / "math" / "low.jsonl", 150, seed=seed + 2)
+    write_oasst2_source(raw / "chat", 25, seed=seed + 3)
+    return {
+        "output_root": str(root / "out"),
+        "common": {"rows_per_file": 40},
+        "threads": {"encode": 1, "budgeted": 1, "merge": 2},
+        "synth": {"raw_root": str(raw / "synth"), "subset_dir": str(root / "subset"),
+                  "shard_list": str(root / "list.txt"), "global_keep": 0.6},
+        "code": {"input_dir": str(raw / "code"), "target_total_tokens": 15_000},
+        "math": {"input_files": [str(raw / "math" / "low.jsonl")], "target_total_tokens": 30_000},
+        "chat": {"input_dir": str(raw / "chat")},
+        "merge": {"rows_per_file": 60, "samples_per_input": 2},
+    }
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

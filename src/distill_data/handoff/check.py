@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from ..schema import SPLITS
 from .packing import IGNORE_INDEX, PAD_TOKEN_ID
-from .source import DatasetFile, HandoffError, PublishedDataset, read_checked
+from .source import DatasetFile, HandoffError, PublishedDataset, checked_bytes, flat_list, listed_files, read_checked
 
 
 class Checks:
@@ -39,12 +39,6 @@ class Checks:
         return all(entry["ok"] for entry in self.results.values())
 
 
-def _flat(column) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = array.offsets.to_numpy()
-    return pc.list_flatten(array).to_numpy(zero_copy_only=False), np.diff(offsets)
-
-
 class StreamDigest:
     """Digests of a split's columns that do not depend on how the rows are cut into files."""
 
@@ -59,7 +53,7 @@ class StreamDigest:
         for name in self.columns:
             column = table.column(name)
             if pa.types.is_list(column.type):
-                values, lengths = _flat(column)
+                values, lengths = flat_list(column)
                 self.hashes[name, "lengths"].update(lengths.astype(np.int64).tobytes())
                 self.hashes[name, "values"].update(values.astype(np.int64).tobytes())
             else:
@@ -70,19 +64,9 @@ class StreamDigest:
                 if any(self.hashes[name, part].digest() != other.hashes[name, part].digest() for part in ("lengths", "values"))]
 
 
-def _form_files(directory: Path, manifest: dict, split: str) -> list[DatasetFile]:
-    return [DatasetFile(directory / f["path"], int(f["rows"]), int(f["bytes"]), str(f["sha256"]))
-            for f in manifest["files"][split]]
-
-
 def _arrow_tables(files: list[DatasetFile]):
     for entry in files:
-        data = entry.path.read_bytes() if entry.path.exists() else None
-        if data is None:
-            raise HandoffError(f"{entry.path}: listed in the manifest but missing")
-        if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise HandoffError(f"{entry.path}: altered since it was written (size or sha256 differ from the manifest)")
-        yield pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+        yield pa.ipc.open_stream(pa.BufferReader(checked_bytes(entry))).read_all()
 
 
 def load_form(directory: Path) -> tuple[dict, PublishedDataset]:
@@ -117,14 +101,14 @@ def _check_disk(directory: Path, manifest: dict, source: PublishedDataset, check
     packed = manifest["form"] == "packed_disk"
     for split in SPLITS:
         mine, theirs = None, None
-        for table in _arrow_tables(_form_files(directory, manifest, split)):
+        for table in _arrow_tables(listed_files(directory, manifest, split)):
             if mine is None:
                 columns = [c for c in table.column_names if c != "completion_mask"] if not packed else table.column_names
                 mine, theirs = StreamDigest(columns), StreamDigest(columns)
             mine.update(table)
             if not packed:
-                labels, _ = _flat(table.column("labels"))
-                mask, _ = _flat(table.column("completion_mask"))
+                labels, _ = flat_list(table.column("labels"))
+                mask, _ = flat_list(table.column("completion_mask"))
                 checks.record("completion_mask", np.array_equal(mask == 1, labels != IGNORE_INDEX),
                               f"{split}: completion_mask differs from labels != -100")
         if mine is None:
@@ -147,8 +131,8 @@ def _check_packed(directory: Path, manifest: dict, source: PublishedDataset, che
     for split in SPLITS:
         expected = {}
         for _, table in source.tables(split, ["id", "input_ids", "labels"]):
-            tokens, lengths = _flat(table.column("input_ids"))
-            labels, _ = _flat(table.column("labels"))
+            tokens, lengths = flat_list(table.column("input_ids"))
+            labels, _ = flat_list(table.column("labels"))
             ends = np.cumsum(lengths)
             for i, example_id in enumerate(table.column("id").to_pylist()):
                 if lengths[i] <= seq_len:
@@ -156,7 +140,7 @@ def _check_packed(directory: Path, manifest: dict, source: PublishedDataset, che
                                                           labels[ends[i] - lengths[i]:ends[i]])
         seen = defaultdict(int)
         slots = used = 0
-        for entry in _form_files(directory, manifest, split):
+        for entry in listed_files(directory, manifest, split):
             table = read_checked(entry)
             _check_packed_table(entry, table, seq_len, expected, seen, checks)
             slots += table.num_rows * seq_len
@@ -177,7 +161,7 @@ def _check_packed_table(entry: DatasetFile, table: pa.Table, seq_len: int, expec
     n = table.num_rows
     arrays = {}
     for name in ("input_ids", "labels", "attention_mask", "position_ids", "completion_mask"):
-        values, lengths = _flat(table.column(name))
+        values, lengths = flat_list(table.column(name))
         if not np.all(lengths == seq_len):
             checks.record("fixed_length", False, f"{entry.path}: {name} rows not all {seq_len} long")
             return
@@ -223,14 +207,14 @@ def _check_megatron(directory: Path, manifest: dict, source: PublishedDataset, c
     from .megatron import example_streams, indexed_dataset_classes, input_name
     IndexedDataset = indexed_dataset_classes()[1]
     for split in SPLITS:
-        for entry in _form_files(directory, manifest, split):   # every file as written
+        for entry in listed_files(directory, manifest, split):   # every file as written
             read_checked_bytes(entry, checks)
         readers, cursor = {}, defaultdict(int)
         by_source = "source" in source.schema().names and source.manifest.get("builder") == "merge"
         columns = ["id", "input_ids", "labels", "spans"] + (["source"] if by_source else [])
         for _, table in source.tables(split, columns):
-            tokens, lengths = _flat(table.column("input_ids"))
-            labels, _ = _flat(table.column("labels"))
+            tokens, lengths = flat_list(table.column("input_ids"))
+            labels, _ = flat_list(table.column("labels"))
             ends = np.cumsum(lengths)
             starts = pc.struct_field(table.column("spans"), "assistant_token_start").to_numpy(zero_copy_only=False)
             analysis = pc.struct_field(table.column("spans"), "analysis_token_count").to_numpy(zero_copy_only=False)
@@ -257,6 +241,8 @@ def _check_megatron(directory: Path, manifest: dict, source: PublishedDataset, c
 
 
 def read_checked_bytes(entry: DatasetFile, checks: Checks) -> None:
-    ok = entry.path.exists() and entry.path.stat().st_size == entry.bytes and \
-        hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
-    checks.record("files_as_listed", ok, f"{entry.path}: missing or altered since it was written")
+    try:
+        checked_bytes(entry)
+        checks.record("files_as_listed", True)
+    except HandoffError as exc:
+        checks.record("files_as_listed", False, str(exc))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..progress import Progress
 from ..schema import SPLITS
@@ -24,7 +23,7 @@ from ..writer import assembled_aside, write_json
 from .hf_disk import MAX_SHARD_BYTES, SplitWriter, write_dataset_dict
 from .manifest import handoff_manifest, write_build_info
 from .packing import IGNORE_INDEX
-from .source import HandoffError, PublishedDataset
+from .source import HandoffError, PublishedDataset, flat_list
 
 log = logging.getLogger("distill_data")
 
@@ -32,14 +31,11 @@ log = logging.getLogger("distill_data")
 PACKED_TENSOR_COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids", "completion_mask")
 
 
-def completion_mask(labels: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
+def completion_mask(labels) -> pa.ListArray:
     """1 where a label is trained on, 0 elsewhere; one list per row of `labels`."""
-    if isinstance(labels, pa.ChunkedArray):
-        labels = labels.combine_chunks()
-    offsets = labels.offsets.to_numpy()
-    values = pc.list_flatten(labels).to_numpy(zero_copy_only=False)   # honours a slice's offset
-    mask = (values != IGNORE_INDEX).astype(np.int8)
-    return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], type=pa.int32()), pa.array(mask, type=pa.int8()))
+    values, lengths = flat_list(labels)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array((values != IGNORE_INDEX).astype(np.int8)))
 
 
 def rows_for_disk(table: pa.Table, packed: bool) -> pa.Table:

@@ -6,6 +6,7 @@ the throughput), so a rebuild from the same dataset gives the same bytes.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -15,11 +16,19 @@ from .source import PublishedDataset
 
 HANDOFF_VERSION = 1
 
+log = logging.getLogger("distill_data")
+
 
 def handoff_manifest(form: str, source: PublishedDataset, out_dir: Path, params: dict, files: dict,
                      tokens: dict, extra: dict | None = None, warnings: list[str] | None = None) -> dict:
     """`files`: {split: [{path, rows, bytes, sha256}]}; `tokens`: {split: tokens the form holds
     (not counting padding)}."""
+    warnings = list(warnings or [])
+    for split in SPLITS:   # an empty split is a surprise a trainer meets late: say it here and in the log
+        if not sum(f["rows"] for f in files[split]):
+            warnings.append(f"{split}: no rows (the source has {source.rows(split):,})")
+    for line in warnings:
+        log.warning("%s %s: %s", source.name, form, line)
     data_bytes = sum(f["bytes"] for split in SPLITS for f in files[split])
     total_tokens = sum(tokens.values())
     manifest = {
@@ -38,7 +47,7 @@ def handoff_manifest(form: str, source: PublishedDataset, out_dir: Path, params:
         "bytes": data_bytes,
         "bytes_per_token": round(data_bytes / total_tokens, 4) if total_tokens else None,
         "files": files,
-        "warnings": list(warnings or []),
+        "warnings": warnings,
     }
     if extra:
         manifest.update(extra)

@@ -29,7 +29,7 @@ from ..schema import SPLITS
 from ..writer import assembled_aside, write_json, write_text
 from .manifest import handoff_manifest, write_build_info
 from .packing import IGNORE_INDEX, PAD_TOKEN_ID
-from .source import HandoffError, PublishedDataset
+from .source import HandoffError, PublishedDataset, flat_list
 
 log = logging.getLogger("distill_data")
 
@@ -129,24 +129,21 @@ def build_megatron(source_dir: Path, output_dir: Path, *, argv: list[str] | None
             progress = Progress(f"{source.name} {split} -> megatron", total_rows=source.rows(split))
             columns = ["id", "input_ids", "labels", "spans"] + (["source"] if by_source else [])
             for entry, table in source.tables(split, columns):
-                ids_col = table.column("input_ids").combine_chunks()
-                labels_col = table.column("labels").combine_chunks()
-                offsets = ids_col.offsets.to_numpy()
-                flat_ids = pc.list_flatten(ids_col).to_numpy(zero_copy_only=False)
-                flat_labels = pc.list_flatten(labels_col).to_numpy(zero_copy_only=False)
-                base = offsets[0]
+                flat_ids, lengths = flat_list(table.column("input_ids"))
+                flat_labels, _ = flat_list(table.column("labels"))
+                offsets = np.concatenate([[0], np.cumsum(lengths)])
                 starts = pc.struct_field(table.column("spans"), "assistant_token_start").to_numpy(zero_copy_only=False)
                 analysis = pc.struct_field(table.column("spans"), "analysis_token_count").to_numpy(zero_copy_only=False)
                 inputs = (pc.struct_field(table.column("source"), "dataset").to_pylist() if by_source
                           else ["data"] * table.num_rows)
                 for row in range(table.num_rows):
-                    lo, hi = offsets[row] - base, offsets[row + 1] - base
+                    lo, hi = offsets[row], offsets[row + 1]
                     if not 0 <= int(starts[row]) + int(analysis[row]) <= hi - lo:
                         raise HandoffError(f"{entry.path}: row {row}: spans beyond the row's {hi - lo} tokens")
                     prefixes.add(input_name(inputs[row]),
                                  example_streams(flat_ids[lo:hi], flat_labels[lo:hi], int(starts[row]),
                                                  int(analysis[row])))
-                progress.update(rows=table.num_rows, tokens=int(offsets[-1] - base))
+                progress.update(rows=table.num_rows, tokens=int(offsets[-1]))
             files[split] = prefixes.close()
             tokens[split] = sum(prefixes.tokens.values())
             documents[split] = dict(sorted(prefixes.documents.items()))

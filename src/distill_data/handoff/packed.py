@@ -20,7 +20,7 @@ from ..schema import SPLITS
 from ..writer import PartWriter, assembled_aside, write_json
 from .manifest import handoff_manifest, write_build_info
 from .packing import PackedRows, best_fit_decreasing, position_dtype
-from .source import HandoffError, PublishedDataset
+from .source import HandoffError, PublishedDataset, flat_list
 
 log = logging.getLogger("distill_data")
 
@@ -76,13 +76,6 @@ class Window:
         self.size += int(lengths.sum())
 
 
-def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks()
-    offsets = array.offsets.to_numpy()
-    lengths = np.diff(offsets).astype(np.int64)
-    return pc.list_flatten(array).to_numpy(zero_copy_only=False), lengths
-
-
 def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len: int, window_tokens: int,
                progress: Progress) -> dict:
     schema = writer.schema
@@ -136,8 +129,8 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
         ids = table.column("id").to_pylist()
         sources = (pc.struct_field(table.column("source"), "dataset").to_pylist() if has_source
                    else [source.name] * table.num_rows)
-        tokens, lengths = _flat(table.column("input_ids"))
-        labels, label_lengths = _flat(table.column("labels"))
+        tokens, lengths = flat_list(table.column("input_ids"))
+        labels, label_lengths = flat_list(table.column("labels"))
         if not np.array_equal(lengths, label_lengths):
             bad = int(np.flatnonzero(lengths != label_lengths)[0])
             raise HandoffError(f"{entry.path}: row {bad} ({ids[bad]}): labels and input_ids differ in length")
@@ -207,8 +200,6 @@ def build_packed(source_dir: Path, output_dir: Path, *, seq_len: int, window_tok
                                     warnings)
         write_json(scratch / "manifest.json", manifest)
         info = write_build_info(scratch, started, sum(tokens.values()), argv or [])
-    for line in warnings:
-        log.warning("%s packed: %s", source.name, line)
     log.info("%s: packed into %s rows of %d (filled %s), %.2f bytes/token, %s tokens/s", source.name,
              {s: packing[s]["rows"] for s in SPLITS}, seq_len, {s: packing[s]["efficiency"] for s in SPLITS},
              manifest["bytes_per_token"] or 0, f"{info['tokens_per_second'] or 0:,}")

@@ -13,8 +13,6 @@ prefix of the packed rows keeps about the composition of the mix's prefix.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Iterable, Iterator
-
 import numpy as np
 
 PAD_TOKEN_ID = 199999      # <|endoftext|>, gpt-oss's padding token
@@ -45,19 +43,6 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> list[list[int]]:
         members.sort()
     rows.sort(key=lambda members: members[0])
     return rows
-
-
-def windows(lengths: Iterable[int], window_tokens: int) -> Iterator[tuple[int, int]]:
-    """Consecutive [start, stop) ranges of examples holding at least `window_tokens` tokens each
-    (the last may hold fewer)."""
-    start, total, index = 0, 0, 0
-    for index, size in enumerate(lengths, 1):
-        total += int(size)
-        if total >= window_tokens:
-            yield start, index
-            start, total = index, 0
-    if start < index:
-        yield start, index
 
 
 def position_dtype(seq_len: int):
@@ -110,7 +95,7 @@ class PackedRows:
         self.attention_mask[dest] = segment
         used = np.bincount(row_of, weights=lengths, minlength=len(rows)).astype(np.int64)
         self.used = used
-        self.position_ids = (np.arange(n) % seq_len).astype(position_dtype(seq_len))
+        self.position_ids = np.zeros(n, dtype=position_dtype(seq_len))
         self.position_ids[dest] = step.astype(self.position_ids.dtype)
         pad_start = np.arange(len(rows)) * seq_len + used
         pad_rows = used < seq_len

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..schema import SPLITS
@@ -50,17 +52,10 @@ class PublishedDataset:
         files = self.manifest.get("files")
         if not isinstance(files, dict) or any(split not in files for split in SPLITS):
             raise HandoffError(f"{self.manifest_path}: no `files` listing for {' and '.join(SPLITS)}")
-        self.files = {}
-        for split in SPLITS:
-            listed = []
-            for entry in files[split]:
-                try:
-                    listed.append(DatasetFile(self.directory / entry["path"], int(entry["rows"]),
-                                              int(entry["bytes"]), str(entry["sha256"])))
-                except (KeyError, TypeError, ValueError):
-                    raise HandoffError(f"{self.manifest_path}: files.{split} entry {entry!r} lacks path, rows, "
-                                       "bytes or sha256") from None
-            self.files[split] = listed
+        try:
+            self.files = {split: listed_files(self.directory, self.manifest, split) for split in SPLITS}
+        except (KeyError, TypeError, ValueError):
+            raise HandoffError(f"{self.manifest_path}: a files entry lacks path, rows, bytes or sha256") from None
 
     def rows(self, split: str) -> int:
         return sum(f.rows for f in self.files[split])
@@ -77,14 +72,31 @@ class PublishedDataset:
             yield entry, read_checked(entry, columns)
 
 
-def read_checked(entry: DatasetFile, columns: Sequence[str] | None = None) -> pa.Table:
+def checked_bytes(entry: DatasetFile) -> bytes:
+    """The file's bytes, if they are the ones its manifest lists."""
     try:
         data = entry.path.read_bytes()
     except FileNotFoundError:
-        raise HandoffError(f"{entry.path}: listed in the manifest but missing; rebuild the dataset") from None
+        raise HandoffError(f"{entry.path}: listed in the manifest but missing; rebuild it") from None
     if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
         raise HandoffError(f"{entry.path}: {len(data):,} bytes whose sha256 differs from the manifest's "
-                           f"({entry.bytes:,} bytes, {entry.sha256[:12]}…): the file was altered; rebuild the dataset")
+                           f"({entry.bytes:,} bytes, {entry.sha256[:12]}…): the file was altered; rebuild it")
+    return data
+
+
+def listed_files(directory: Path, manifest: dict, split: str) -> list[DatasetFile]:
+    return [DatasetFile(Path(directory) / f["path"], int(f["rows"]), int(f["bytes"]), str(f["sha256"]))
+            for f in manifest["files"][split]]
+
+
+def flat_list(column) -> tuple[np.ndarray, np.ndarray]:
+    """A list column's values end to end and each row's length (a slice's offset honoured)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return pc.list_flatten(array).to_numpy(zero_copy_only=False), np.diff(array.offsets.to_numpy()).astype(np.int64)
+
+
+def read_checked(entry: DatasetFile, columns: Sequence[str] | None = None) -> pa.Table:
+    data = checked_bytes(entry)
     try:
         table = pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
     except (pa.ArrowException, OSError) as exc:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import heapq
-import json
 import logging
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..hashing import unit_hash
 from ..schema import SPLITS
 from ..tokenizer import load_tokenizer
 from ..writer import write_json
-from .source import HandoffError, PublishedDataset
+from .source import HandoffError, PublishedDataset, read_checked
 
 log = logging.getLogger("distill_data")
 
@@ -68,18 +67,22 @@ def special_token_report(hf, tiktoken) -> dict:
             "first": mismatches[:SHOWN]}
 
 
-def chosen_rows(dataset: PublishedDataset, rows: int, seed: int) -> list[tuple[str, str]]:
-    """The `rows` (split, id) with the smallest hash of the id: the same ones on every run."""
-    heap: list[tuple[float, str, str]] = []
+def chosen_rows(dataset: PublishedDataset, rows: int, seed: int) -> dict[tuple[str, int], list[int]]:
+    """The `rows` rows with the smallest hash of their id (the same ones on every run), as
+    {(split, file index): row numbers}, read from the `id` column only."""
+    heap: list[tuple[float, str, int, int]] = []
     for split in SPLITS:
-        for _, table in dataset.tables(split, ["id"]):
-            for example_id in table.column("id").to_pylist():
-                key = -unit_hash(example_id, seed, "tokenizer_check")
+        for number, (_, table) in enumerate(dataset.tables(split, ["id"])):
+            for row, example_id in enumerate(table.column("id").to_pylist()):
+                item = (-unit_hash(example_id, seed, "tokenizer_check"), split, number, row)
                 if len(heap) < rows:
-                    heapq.heappush(heap, (key, split, example_id))
-                elif key > heap[0][0]:
-                    heapq.heapreplace(heap, (key, split, example_id))
-    return sorted((split, example_id) for _, split, example_id in heap)
+                    heapq.heappush(heap, item)
+                elif item > heap[0]:
+                    heapq.heapreplace(heap, item)
+    chosen: dict[tuple[str, int], list[int]] = {}
+    for _, split, number, row in sorted(heap, key=lambda item: item[1:]):
+        chosen.setdefault((split, number), []).append(row)
+    return chosen
 
 
 def ordinary_runs(ids: list[int]):
@@ -93,35 +96,44 @@ def ordinary_runs(ids: list[int]):
 
 
 def round_trip_report(hf, tiktoken, dataset: PublishedDataset, rows: int, seed: int) -> dict:
-    wanted = set(chosen_rows(dataset, rows, seed))
-    checked = runs = skipped = 0
+    chosen = chosen_rows(dataset, rows, seed)
+    checked = runs = skipped = mismatching = 0
     failures = []
-    for split in SPLITS:
-        for _, table in dataset.tables(split, ["id", "input_ids"]):
-            for example_id, ids in zip(table.column("id").to_pylist(), table.column("input_ids").to_pylist()):
-                if (split, example_id) not in wanted:
+    for (split, number), wanted in chosen.items():
+        # only the files holding chosen rows are read again, for their tokens
+        table = read_checked(dataset.files[split][number], ["id", "input_ids"]).take(wanted)
+        for example_id, ids in zip(table.column("id").to_pylist(), table.column("input_ids").to_pylist()):
+            checked += 1
+            for start, run in ordinary_runs(ids):
+                runs += 1
+                text = tiktoken.decode(run)
+                if tiktoken.encode_ordinary(text) != run:
+                    skipped += 1
                     continue
-                checked += 1
-                for start, run in ordinary_runs(ids):
-                    runs += 1
-                    text = tiktoken.decode(run)
-                    if tiktoken.encode_ordinary(text) != run:
-                        skipped += 1
-                        continue
-                    theirs = hf.encode(text, add_special_tokens=False, split_special_tokens=True)
-                    if theirs != run and len(failures) < SHOWN:
-                        at = next((i for i, (a, b) in enumerate(zip(run, theirs)) if a != b), min(len(run), len(theirs)))
-                        ours_token = run[at] if at < len(run) else None
-                        their_token = theirs[at] if at < len(theirs) else None
-                        shown = tiktoken.decode_single_token_bytes(ours_token) if ours_token is not None else b""
-                        theirs_shown = (f" ({tiktoken.decode_single_token_bytes(their_token)!r})"
-                                        if their_token is not None and their_token < FIRST_SPECIAL_ID else "")
-                        failures.append(f"{split} row {example_id}, token {start + at}: ours {ours_token} "
-                                        f"({shown!r}), the tokenizer's {their_token}{theirs_shown}")
-                    elif theirs != run:
-                        failures.append(None)
-    return {"ok": checked > 0 and not failures, "rows": checked, "runs": runs, "runs_skipped": skipped,
-            "mismatching_runs": len(failures), "first": [f for f in failures if f][:SHOWN]}
+                theirs = hf.encode(text, add_special_tokens=False, split_special_tokens=True)
+                if theirs == run:
+                    continue
+                mismatching += 1
+                if len(failures) < SHOWN:
+                    failures.append(f"{split} row {example_id}, token {start + _first_difference(run, theirs)}: "
+                                    f"{_difference(run, theirs, tiktoken)}")
+    return {"ok": checked > 0 and not mismatching, "rows": checked, "runs": runs, "runs_skipped": skipped,
+            "mismatching_runs": mismatching, "first": failures}
+
+
+def _first_difference(ours: list[int], theirs: list[int]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+
+
+def _difference(ours: list[int], theirs: list[int], tiktoken) -> str:
+    at = _first_difference(ours, theirs)
+
+    def shown(ids: list[int]) -> str:
+        if at >= len(ids):
+            return "nothing (the run ends)"
+        token = ids[at]
+        return f"{token} ({tiktoken.decode_single_token_bytes(token)!r})" if token < FIRST_SPECIAL_ID else str(token)
+    return f"ours {shown(ours)}, the tokenizer's {shown(theirs)}"
 
 
 def check_tokenizer(tokenizer_dir: str, dataset_dir: Path, rows: int = 200, seed: int = 1337,
