@@ -1,0 +1,1 @@
+"""Teacher top-k logprobs for offline distillation, stored in DistillKit's compressed form (issue 16)."""
