@@ -53,8 +53,12 @@ class StreamDigest:
         for name in self.columns:
             column = table.column(name)
             if pa.types.is_list(column.type):
-                values, lengths = flat_list(column)
-                self.hashes[name, "lengths"].update(lengths.astype(np.int64).tobytes())
+                array = column.combine_chunks()
+                while pa.types.is_list(array.type):   # lists of lists (teacher entries): every level's lengths
+                    lengths = np.diff(array.offsets.to_numpy())
+                    self.hashes[name, "lengths"].update(lengths.astype(np.int64).tobytes())
+                    array = pc.list_flatten(array)
+                values = array.to_numpy(zero_copy_only=False)
                 self.hashes[name, "values"].update(values.astype(np.int64).tobytes())
             else:
                 self.hashes[name, "values"].update("\0".join(map(str, column.to_pylist())).encode() + b"\0")
@@ -121,23 +125,32 @@ def _check_disk(directory: Path, manifest: dict, source: PublishedDataset, check
                       f"{split}: {mine.rows} rows vs the source's {theirs.rows}; columns differing: {differ}")
 
 
-def example_digest(tokens: np.ndarray, labels: np.ndarray) -> bytes:
-    return hashlib.blake2b(tokens.astype(np.int32).tobytes() + b"|" + labels.astype(np.int32).tobytes(),
+def example_digest(tokens: np.ndarray, labels: np.ndarray, *entries: np.ndarray) -> bytes:
+    return hashlib.blake2b(b"|".join([tokens.astype(np.int32).tobytes(), labels.astype(np.int32).tobytes()]
+                                     + [np.ascontiguousarray(e).tobytes() for e in entries]),
                            digest_size=12).digest()
 
 
 def _check_packed(directory: Path, manifest: dict, source: PublishedDataset, checks: Checks) -> None:
+    from .packed import ENTRY_COLUMNS, _entries
     seq_len = int(manifest["params"]["seq_len"])
+    teacher = bool(manifest.get("teacher"))
     for split in SPLITS:
         expected = {}
-        for _, table in source.tables(split, ["id", "input_ids", "labels"]):
+        columns = ["id", "input_ids", "labels"] + (list(ENTRY_COLUMNS) if teacher else [])
+        for _, table in source.tables(split, columns):
             tokens, lengths = flat_list(table.column("input_ids"))
             labels, _ = flat_list(table.column("labels"))
             ends = np.cumsum(lengths)
+            if teacher:   # DistillKit's convention: the first L-1 tokens, with the L-1 entries
+                entries = [_entries(table.column(name)) for name in ENTRY_COLUMNS]
+                entry_ends = np.cumsum(np.maximum(lengths - 1, 0))
             for i, example_id in enumerate(table.column("id").to_pylist()):
-                if lengths[i] <= seq_len:
-                    expected[example_id] = example_digest(tokens[ends[i] - lengths[i]:ends[i]],
-                                                          labels[ends[i] - lengths[i]:ends[i]])
+                start, size = ends[i] - lengths[i], lengths[i] - (1 if teacher else 0)
+                if size <= seq_len:
+                    extra = [e[entry_ends[i] - size:entry_ends[i]] for e in entries] if teacher else []
+                    expected[example_id] = example_digest(tokens[start:start + size], labels[start:start + size],
+                                                          *extra)
         seen = defaultdict(int)
         slots = used = 0
         for entry in listed_files(directory, manifest, split):
@@ -167,6 +180,11 @@ def _check_packed_table(entry: DatasetFile, table: pa.Table, seq_len: int, expec
             return
         arrays[name] = values.reshape(n, seq_len)
     checks.record("fixed_length", True)
+    from .packed import ENTRY_COLUMNS, _entries
+    entries = [_entries(table.column(name)) for name in ENTRY_COLUMNS if name in table.column_names]
+    if entries and not all(len(e) == n * seq_len for e in entries):
+        checks.record("fixed_length", False, f"{entry.path}: teacher entries not {seq_len} per row")
+        return
     ids = table.column("example_ids").to_pylist()
     example_lengths = table.column("example_lengths").to_pylist()
     seq_lengths = table.column("seq_lengths").to_pylist()
@@ -191,13 +209,16 @@ def _check_packed_table(entry: DatasetFile, table: pa.Table, seq_len: int, expec
         labels = arrays["labels"][row]
         checks.record("completion_mask", np.array_equal(arrays["completion_mask"][row] == 1, labels != IGNORE_INDEX),
                       f"{where}: completion_mask differs from labels != -100")
+        base = row * seq_len
         checks.record("padding", bool(np.all(labels[used:] == IGNORE_INDEX) and
-                                      np.all(arrays["input_ids"][row][used:] == PAD_TOKEN_ID)),
-                      f"{where}: padding is not <|endoftext|> with label -100")
+                                      np.all(arrays["input_ids"][row][used:] == PAD_TOKEN_ID) and
+                                      all(not e[base + used:base + seq_len].any() for e in entries)),
+                      f"{where}: padding is not <|endoftext|> with label -100 (and zero teacher entries)")
         at = 0
         for example_id, size in zip(ids[row], sizes):
             seen[example_id] += 1
-            digest = example_digest(arrays["input_ids"][row][at:at + size], labels[at:at + size])
+            digest = example_digest(arrays["input_ids"][row][at:at + size], labels[at:at + size],
+                                    *[e[base + at:base + at + size] for e in entries])
             checks.record("tokens_equal_source", expected.get(example_id) == digest,
                           f"{where}: example {example_id}: tokens or labels differ from the source")
             at += size

@@ -29,6 +29,8 @@ log = logging.getLogger("distill_data")
 
 # The columns of a packed row that DistillKit's prepacked mode stacks into tensors.
 PACKED_TENSOR_COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids", "completion_mask")
+# A teacher's packed rows add its entries, (seq_len, bytes) per row: DistillKit's offline signal reads them.
+TEACHER_TENSOR_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
 
 
 def completion_mask(labels) -> pa.ListArray:
@@ -40,7 +42,8 @@ def completion_mask(labels) -> pa.ListArray:
 
 def rows_for_disk(table: pa.Table, packed: bool) -> pa.Table:
     if packed:
-        return table.select(list(PACKED_TENSOR_COLUMNS))
+        return table.select([c for c in TEACHER_TENSOR_COLUMNS if c in table.column_names]
+                            + list(PACKED_TENSOR_COLUMNS))
     if "completion_mask" in table.column_names:
         return table
     return table.append_column("completion_mask", completion_mask(table.column("labels")))
@@ -76,10 +79,16 @@ def build_disk(source_dir: Path, output_dir: Path, *, max_shard_bytes: int = MAX
             progress.done()
         write_dataset_dict(scratch, SPLITS)
         form = "packed_disk" if packed else "disk"
+        teacher = source.manifest.get("teacher") if packed else None
+        if teacher:
+            from ..teacher.format import read_config, write_config
+            write_config(scratch, read_config(source.directory))
         params = {"max_shard_bytes": max_shard_bytes}
         extra = {"columns": list(rows_for_disk(schema.empty_table(), packed).schema.names)}
         if packed:
             extra["seq_len"] = source.manifest.get("params", {}).get("seq_len")
+        if teacher:
+            extra["teacher"] = teacher
         manifest = handoff_manifest(form, source, scratch, params, files, tokens, extra)
         write_json(scratch / "manifest.json", manifest)
         info = write_build_info(scratch, started, sum(tokens.values()), argv or [])

@@ -3,6 +3,11 @@
 Examples are read in the dataset's order and packed a window at a time (packing.py); an example
 longer than the row is dropped and counted (never cut). Each row records which examples it holds
 (`example_ids`, `example_lengths`, `example_sources`), so it can be traced and joined back.
+
+A teacher dataset (teacher/: `compressed_logprobs`, `bytepacked_indices`) packs the same way, in
+DistillKit's convention: each example gives its first L-1 tokens and labels, each token with the
+teacher's entry for the token after it (so the last token's prediction is kept, as an entry), and
+the entries ride along to their tokens' places; padding entries are zero bytes, under label -100.
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ DEFAULT_ROWS_PER_FILE = 128
 SHOWN_DROPS = 5
 
 
-def packed_schema(seq_len: int) -> pa.Schema:
+ENTRY_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
+
+
+def packed_schema(seq_len: int, teacher: bool = False) -> pa.Schema:
     position = pa.int16() if position_dtype(seq_len) == np.int16 else pa.int32()
-    return pa.schema([
+    entries = [(name, pa.list_(pa.list_(pa.uint8()))) for name in ENTRY_COLUMNS] if teacher else []
+    return pa.schema(entries + [
         ("input_ids", pa.list_(pa.int32())),
         ("labels", pa.list_(pa.int32())),
         ("attention_mask", pa.list_(pa.int16())),
@@ -47,6 +56,26 @@ def packed_schema(seq_len: int) -> pa.Schema:
 def _fixed(values: np.ndarray, rows: int, seq_len: int, kind: pa.DataType) -> pa.ListArray:
     offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * seq_len, type=pa.int32())
     return pa.ListArray.from_arrays(offsets, pa.array(values, type=kind))
+
+
+def _fixed_entries(values: np.ndarray, rows: int, seq_len: int) -> pa.ListArray:
+    """(rows * seq_len, width) uint8 -> list<list<uint8>>, seq_len entries per row."""
+    width = values.shape[1]
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(rows * seq_len + 1, dtype=np.int64) * width, type=pa.int32()
+                                              if rows * seq_len * width < 2**31 else pa.int64()),
+                                     pa.array(values.reshape(-1), type=pa.uint8()))
+    return pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * seq_len), inner)
+
+
+def _entries(column) -> np.ndarray:
+    """A list<list<uint8>> column -> (entries, width) uint8."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    inner = pc.list_flatten(array)
+    widths = np.diff(inner.offsets.to_numpy())
+    width = int(widths[0]) if widths.size else 0
+    if widths.size and not np.all(widths == width):
+        raise HandoffError("teacher entries of different widths in one file")
+    return pc.list_flatten(inner).to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
 def _ragged(values: list[list], kind: pa.DataType) -> pa.ListArray:
@@ -65,20 +94,38 @@ class Window:
         self.tokens: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.lengths: list[np.ndarray] = []
+        self.entries: dict[str, list[np.ndarray]] = {name: [] for name in ENTRY_COLUMNS}
         self.size = 0
 
-    def add(self, ids, sources, tokens, labels, lengths):
+    def add(self, ids, sources, tokens, labels, lengths, entries=None):
         self.ids += ids
         self.sources += sources
         self.tokens.append(tokens)
         self.labels.append(labels)
         self.lengths.append(lengths)
+        for name, values in (entries or {}).items():
+            self.entries[name].append(values)
         self.size += int(lengths.sum())
+
+
+def _teacher_examples(entry, ids, tokens, labels, lengths, table):
+    """Each example cut to its first L-1 tokens and labels, with its L-1 entries beside them."""
+    entries = {name: _entries(table.column(name)) for name in ENTRY_COLUMNS}
+    ends = np.cumsum(lengths)
+    keep = np.ones(tokens.size, dtype=bool)
+    keep[ends[lengths > 0] - 1] = False
+    positions = np.maximum(lengths - 1, 0)
+    for name, values in entries.items():
+        if len(values) != int(positions.sum()):
+            raise HandoffError(f"{entry.path}: {len(values)} {name} entries for {int(positions.sum())} positions "
+                               "(one per input id but each row's last); check the teacher dataset")
+    return tokens[keep], labels[keep], positions, entries
 
 
 def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len: int, window_tokens: int,
                progress: Progress) -> dict:
     schema = writer.schema
+    teacher = ENTRY_COLUMNS[0] in schema.names
     stats = {"examples": 0, "rows": 0, "tokens": 0, "dropped_too_long": 0, "dropped_ids": [],
              "examples_per_row": {"min": None, "max": 0}}
     window = Window()
@@ -101,7 +148,9 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
             example_ids.append([window.ids[i] for i in chosen])
             example_sources.append([window.sources[i] for i in chosen])
             example_lengths.append([int(lengths[i]) for i in chosen])
-        table = pa.Table.from_arrays([
+        entry_arrays = [_fixed_entries(packed.gather(np.concatenate(window.entries[name])), n, seq_len)
+                         for name in ENTRY_COLUMNS] if teacher else []
+        table = pa.Table.from_arrays(entry_arrays + [
             _fixed(packed.input_ids, n, seq_len, pa.int32()),
             _fixed(packed.labels, n, seq_len, pa.int32()),
             _fixed(packed.attention_mask, n, seq_len, pa.int16()),
@@ -123,7 +172,7 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
             low, stats["examples_per_row"]["min"])
         window.clear()
 
-    columns = ["id", "input_ids", "labels"]
+    columns = ["id", "input_ids", "labels"] + (list(ENTRY_COLUMNS) if teacher else [])
     has_source = "source" in source.schema().names
     for entry, table in source.tables(split, columns + (["source"] if has_source else [])):
         ids = table.column("id").to_pylist()
@@ -134,6 +183,9 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
         if not np.array_equal(lengths, label_lengths):
             bad = int(np.flatnonzero(lengths != label_lengths)[0])
             raise HandoffError(f"{entry.path}: row {bad} ({ids[bad]}): labels and input_ids differ in length")
+        entries = None
+        if teacher:
+            tokens, labels, lengths, entries = _teacher_examples(entry, ids, tokens, labels, lengths, table)
         starts = np.concatenate([[0], np.cumsum(lengths)])
         too_long = np.flatnonzero(lengths > seq_len)
         keep = np.ones(len(ids), dtype=bool)
@@ -153,12 +205,12 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
             part = np.arange(at, stop)[keep[at:stop]]
             if part.size == stop - at:   # nothing dropped here: one contiguous slice
                 span = slice(starts[at], starts[stop])
-                window.add(ids[at:stop], sources[at:stop], tokens[span], labels[span], lengths[at:stop])
+                window.add(ids[at:stop], sources[at:stop], tokens[span], labels[span], lengths[at:stop],
+                           entries and {name: values[span] for name, values in entries.items()})
             elif part.size:
-                window.add([ids[i] for i in part], [sources[i] for i in part],
-                           np.concatenate([tokens[starts[i]:starts[i + 1]] for i in part]),
-                           np.concatenate([labels[starts[i]:starts[i + 1]] for i in part]),
-                           lengths[part])
+                pieces = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in part])
+                window.add([ids[i] for i in part], [sources[i] for i in part], tokens[pieces], labels[pieces],
+                           lengths[part], entries and {name: values[pieces] for name, values in entries.items()})
             if window.size >= window_tokens:
                 flush()
             at = stop
@@ -176,7 +228,8 @@ def build_packed(source_dir: Path, output_dir: Path, *, seq_len: int, window_tok
     if seq_len < 1 or window_tokens < seq_len:
         raise HandoffError(f"seq_len {seq_len} and window_tokens {window_tokens}: need 1 <= seq_len <= window_tokens")
     source = PublishedDataset(source_dir)
-    schema = packed_schema(seq_len)
+    teacher = source.manifest.get("form") == "teacher"
+    schema = packed_schema(seq_len, teacher)
     files, tokens, packing, warnings = {}, {}, {}, []
     with assembled_aside(output_dir) as scratch:
         for split in SPLITS:
@@ -196,8 +249,14 @@ def build_packed(source_dir: Path, output_dir: Path, *, seq_len: int, window_tok
                 warnings.append(f"{split}: packing fills {stats['efficiency']:.1%} of the slots (goal 97%)")
         params = {"seq_len": seq_len, "window_tokens": window_tokens, "rows_per_file": rows_per_file,
                   "algorithm": "best-fit decreasing per window"}
-        manifest = handoff_manifest("packed", source, scratch, params, files, tokens, {"packing": packing},
-                                    warnings)
+        extra = {"packing": packing}
+        if teacher:   # the trainer needs the compression config beside the rows
+            from ..teacher.format import read_config, write_config
+            write_config(scratch, read_config(source.directory))
+            extra["teacher"] = {key: source.manifest[key] for key in ("teacher", "top_k", "compression",
+                                                                     "position_convention")}
+            params["examples"] = "first L-1 tokens of each example, each with the teacher's entry for the next token"
+        manifest = handoff_manifest("packed", source, scratch, params, files, tokens, extra, warnings)
         write_json(scratch / "manifest.json", manifest)
         info = write_build_info(scratch, started, sum(tokens.values()), argv or [])
     log.info("%s: packed into %s rows of %d (filled %s), %.2f bytes/token, %s tokens/s", source.name,

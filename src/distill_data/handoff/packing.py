@@ -81,6 +81,7 @@ class PackedRows:
         dest = np.repeat(dest_start, lengths) + step
         n = len(rows) * seq_len
         self.seq_len = seq_len
+        self.source_index, self.dest_index = source, dest   # per token: where it came from, where it went
         self.rows = rows
         self.members = members
         self.member_lengths = lengths
@@ -103,6 +104,13 @@ class PackedRows:
             start = int(pad_start[row])
             self.position_ids[start:(row + 1) * seq_len] = np.arange(seq_len - int(used[row]))
         self.completion_mask = (self.labels != IGNORE_INDEX).astype(np.int8)
+
+    def gather(self, per_token: np.ndarray) -> np.ndarray:
+        """A per-token array of the examples (e.g. teacher entries, (tokens, width)) laid out as the
+        packed rows, zeros on padding."""
+        out = np.zeros((len(self.rows) * self.seq_len, *per_token.shape[1:]), dtype=per_token.dtype)
+        out[self.dest_index] = per_token[self.source_index]
+        return out
 
     def seq_lengths(self) -> list[list[int]]:
         out, at = [], 0
