@@ -18,6 +18,7 @@ include: "rules/math.smk"
 include: "rules/chat.smk"
 include: "rules/merge.smk"
 include: "rules/handoff.smk"
+include: "rules/teacher.smk"
 
 
 localrules: all

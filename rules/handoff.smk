@@ -123,7 +123,7 @@ rule check_handoff:
     output:
         report=handoff_check("{handoff_dataset}", "{handoff_folder}"),
     wildcard_constraints:
-        handoff_folder="disk|packed|packed_disk|megatron",
+        handoff_folder="disk|packed|packed_disk|megatron|teacher_packed|teacher_packed_disk",
     params:
         code=code_version("handoff/check.py", "handoff/source.py", "handoff/megatron.py", "handoff/packing.py"),
     log:

@@ -141,6 +141,7 @@ def check_teacher(teacher_dir: Path) -> dict:
         "form": "teacher", "dataset": teacher.name, "directory": str(teacher_dir),
         "ok": not failures.counts, "k": config.k, "splits": splits,
         "rows": {s: splits[s]["rows"] for s in SPLITS},
+        "tokens": teacher.manifest.get("tokens") or {s: 0 for s in SPLITS},
         "bytes_per_token": teacher.manifest.get("bytes_per_token"),
         "lowest_topk_mass": min(mass) if mass else None,
         "checks": {name: {"ok": name not in failures.counts, "failures": failures.examples.get(name, []),
