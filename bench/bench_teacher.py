@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from distill_data.handoff.source import PublishedDataset
 from distill_data.teacher import format as fmt

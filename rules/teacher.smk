@@ -12,7 +12,8 @@ import glob
 TEACHER = config["teacher"]
 TEACHER_ROOT = os.path.join(OUT, "teacher")
 TEACHER_WORK = os.path.join(WORK, "teacher")
-TEACHER_CODE = code_version("teacher/format.py", "teacher/backends.py", "teacher/capture.py", "teacher/cli.py")
+TEACHER_CODE = code_version("teacher/format.py", "teacher/backends.py", "teacher/capture.py", "teacher/cli.py",
+                            "handoff/source.py", "writer.py")
 
 wildcard_constraints:
     teacher_split="train|validation",
@@ -49,7 +50,8 @@ def teacher_weights():
 
 
 TEACHER_MODEL_FLAGS = cli_flags({"backend": TEACHER["backend"], "dtype": TEACHER["dtype"], "top_k": TEACHER["top_k"],
-                                 "logprob_dtype": TEACHER["logprob_dtype"], "max_rows": TEACHER["max_rows"]})
+                                 "logprob_dtype": TEACHER["logprob_dtype"], "max_rows": TEACHER["max_rows"],
+                                 "vocab_size": TEACHER["vocab_size"]})   # null: the model's, as in the plan
 
 
 checkpoint teacher_plan:
@@ -151,7 +153,7 @@ rule check_teacher:
     output:
         report=handoff_check("{handoff_dataset}", "teacher"),
     params:
-        code=code_version("teacher/check.py", "teacher/format.py"),
+        code=code_version("teacher/check.py", "teacher/format.py", "handoff/source.py"),
     log:
         os.path.join(LOGS, "teacher", "{handoff_dataset}", "check.log"),
     threads: 1
@@ -177,6 +179,7 @@ rule teacher_packed:
         os.path.join(LOGS, "handoff", "{handoff_dataset}", "teacher_packed.log"),
     threads: 2
     resources:
+        # estimated, not measured: a window's entries (<= 450 bytes per token at k=64) held about three times
         mem_mb=max(2000, TEACHER["pack_window_tokens"] * 3 * 450 // 1_000_000 + 1000),
         runtime=120,
     shell:

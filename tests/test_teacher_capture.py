@@ -154,6 +154,18 @@ def test_a_killed_capture_resumes_to_byte_identical_output(tmp_path, dataset, mo
     assert not chunks.exists()
 
 
+def test_cli_errors_name_the_file_and_the_vocab_size_setting_is_used(tmp_path, dataset, model_dir):
+    base = _capture_command(dataset, tmp_path / "out", model_dir, tmp_path / "s.json") + ["--max-rows", "1"]
+    missing = [a if a != str(model_dir) else str(tmp_path / "nowhere") for a in base]
+    done = subprocess.run(missing, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'nowhere' / 'config.json'}: not found" in done.stderr
+    # teacher.vocab_size (the format's d) reaches the capture: 300,000 needs 19 index bits, not 18
+    subprocess.run(base + ["--vocab-size", "300000"], check=True, capture_output=True)
+    row = pq.read_table(tmp_path / "out" / "train" / "part-00000.parquet").to_pylist()[0]
+    assert {len(e) for e in row["bytepacked_indices"]} == {(K * 19 + 7) // 8}
+
+
 def test_chunks_from_other_settings_are_not_reused(tmp_path, dataset, backend):
     part = "part-00000.parquet"
     work = tmp_path / "work"
@@ -175,6 +187,13 @@ def test_trial_run_is_a_warning_and_the_validator_accepts_the_prefix(tmp_path, d
     m = manifest(out)
     assert m["rows"] == {"train": 4, "validation": 2}
     assert any("trial" in w for w in m["warnings"])
+    assert check_teacher(out)["ok"]
+
+
+def test_an_empty_split_is_a_warning(tmp_path, backend):
+    data = small_dataset(tmp_path / "only_train", {"train": 2, "validation": 0}, 6)
+    out = capture_all(data, tmp_path / "teacher", backend, fmt.default_config(VOCAB, K), batch_tokens=2048)
+    assert manifest(out)["warnings"] == ["validation: no rows (the dataset has 0)"]
     assert check_teacher(out)["ok"]
 
 

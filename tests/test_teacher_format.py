@@ -136,3 +136,15 @@ def test_matches_distillkit_both_ways(tmp_path, cfg_kwargs):
     assert np.allclose(dk_vals[0].float().numpy(), ours_decoded, atol=tol, rtol=1e-2)
     theirs_decoded = dk.decompress_to_sparse(theirs)[1][0].float().numpy()
     assert np.allclose(our_vals, theirs_decoded, atol=tol, rtol=1e-2)
+
+
+def test_entry_columns_round_trip_and_refuse_mixed_widths():
+    import pyarrow as pa
+    values = np.arange(5 * 3, dtype=np.uint8).reshape(5, 3)
+    column = fmt.entries_column(values, np.array([2, 0, 3]))
+    assert column.type == pa.list_(pa.list_(pa.uint8())) and len(column) == 3
+    back, counts = fmt.entry_matrix(column.slice(1))   # a slice's offsets are honoured
+    assert counts.tolist() == [0, 3] and back.tolist() == values[2:].tolist()
+    mixed = pa.array([[[1, 2], [3]]], type=pa.list_(pa.list_(pa.uint8())))
+    with pytest.raises(fmt.FormatError, match="not 2 bytes wide"):
+        fmt.entry_matrix(mixed)

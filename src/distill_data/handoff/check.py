@@ -132,18 +132,19 @@ def example_digest(tokens: np.ndarray, labels: np.ndarray, *entries: np.ndarray)
 
 
 def _check_packed(directory: Path, manifest: dict, source: PublishedDataset, checks: Checks) -> None:
-    from .packed import ENTRY_COLUMNS, _entries
+    from ..teacher.format import ENTRY_COLUMNS
+    from .packed import teacher_entries
     seq_len = int(manifest["params"]["seq_len"])
     teacher = bool(manifest.get("teacher"))
     for split in SPLITS:
         expected = {}
         columns = ["id", "input_ids", "labels"] + (list(ENTRY_COLUMNS) if teacher else [])
-        for _, table in source.tables(split, columns):
+        for source_entry, table in source.tables(split, columns):
             tokens, lengths = flat_list(table.column("input_ids"))
             labels, _ = flat_list(table.column("labels"))
             ends = np.cumsum(lengths)
             if teacher:   # DistillKit's convention: the first L-1 tokens, with the L-1 entries
-                entries = [_entries(table.column(name)) for name in ENTRY_COLUMNS]
+                entries = [teacher_entries(source_entry, table, name) for name in ENTRY_COLUMNS]
                 entry_ends = np.cumsum(np.maximum(lengths - 1, 0))
             for i, example_id in enumerate(table.column("id").to_pylist()):
                 start, size = ends[i] - lengths[i], lengths[i] - (1 if teacher else 0)
@@ -180,8 +181,9 @@ def _check_packed_table(entry: DatasetFile, table: pa.Table, seq_len: int, expec
             return
         arrays[name] = values.reshape(n, seq_len)
     checks.record("fixed_length", True)
-    from .packed import ENTRY_COLUMNS, _entries
-    entries = [_entries(table.column(name)) for name in ENTRY_COLUMNS if name in table.column_names]
+    from ..teacher.format import ENTRY_COLUMNS
+    from .packed import teacher_entries
+    entries = [teacher_entries(entry, table, name) for name in ENTRY_COLUMNS if name in table.column_names]
     if entries and not all(len(e) == n * seq_len for e in entries):
         checks.record("fixed_length", False, f"{entry.path}: teacher entries not {seq_len} per row")
         return

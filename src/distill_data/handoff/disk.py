@@ -20,6 +20,7 @@ import pyarrow as pa
 from ..progress import Progress
 from ..schema import SPLITS
 from ..writer import assembled_aside, write_json
+from ..teacher.format import ENTRY_COLUMNS
 from .hf_disk import MAX_SHARD_BYTES, SplitWriter, write_dataset_dict
 from .manifest import handoff_manifest, write_build_info
 from .packing import IGNORE_INDEX
@@ -29,8 +30,6 @@ log = logging.getLogger("distill_data")
 
 # The columns of a packed row that DistillKit's prepacked mode stacks into tensors.
 PACKED_TENSOR_COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids", "completion_mask")
-# A teacher's packed rows add its entries, (seq_len, bytes) per row: DistillKit's offline signal reads them.
-TEACHER_TENSOR_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
 
 
 def completion_mask(labels) -> pa.ListArray:
@@ -42,7 +41,8 @@ def completion_mask(labels) -> pa.ListArray:
 
 def rows_for_disk(table: pa.Table, packed: bool) -> pa.Table:
     if packed:
-        return table.select([c for c in TEACHER_TENSOR_COLUMNS if c in table.column_names]
+        # a teacher's packed rows add its entries, (seq_len, bytes) per row, which DistillKit's offline signal reads
+        return table.select([c for c in ENTRY_COLUMNS if c in table.column_names]
                             + list(PACKED_TENSOR_COLUMNS))
     if "completion_mask" in table.column_names:
         return table

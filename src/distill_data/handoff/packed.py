@@ -25,6 +25,7 @@ from ..schema import SPLITS
 from ..writer import PartWriter, assembled_aside, write_json
 from .manifest import handoff_manifest, write_build_info
 from .packing import PackedRows, best_fit_decreasing, position_dtype
+from ..teacher.format import ENTRY_COLUMNS, FormatError, entries_column, entry_matrix
 from .source import HandoffError, PublishedDataset, flat_list
 
 log = logging.getLogger("distill_data")
@@ -32,9 +33,6 @@ log = logging.getLogger("distill_data")
 DEFAULT_WINDOW_TOKENS = 16_000_000
 DEFAULT_ROWS_PER_FILE = 128
 SHOWN_DROPS = 5
-
-
-ENTRY_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
 
 
 def packed_schema(seq_len: int, teacher: bool = False) -> pa.Schema:
@@ -56,26 +54,6 @@ def packed_schema(seq_len: int, teacher: bool = False) -> pa.Schema:
 def _fixed(values: np.ndarray, rows: int, seq_len: int, kind: pa.DataType) -> pa.ListArray:
     offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * seq_len, type=pa.int32())
     return pa.ListArray.from_arrays(offsets, pa.array(values, type=kind))
-
-
-def _fixed_entries(values: np.ndarray, rows: int, seq_len: int) -> pa.ListArray:
-    """(rows * seq_len, width) uint8 -> list<list<uint8>>, seq_len entries per row."""
-    width = values.shape[1]
-    inner = pa.ListArray.from_arrays(pa.array(np.arange(rows * seq_len + 1, dtype=np.int64) * width, type=pa.int32()
-                                              if rows * seq_len * width < 2**31 else pa.int64()),
-                                     pa.array(values.reshape(-1), type=pa.uint8()))
-    return pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * seq_len), inner)
-
-
-def _entries(column) -> np.ndarray:
-    """A list<list<uint8>> column -> (entries, width) uint8."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    inner = pc.list_flatten(array)
-    widths = np.diff(inner.offsets.to_numpy())
-    width = int(widths[0]) if widths.size else 0
-    if widths.size and not np.all(widths == width):
-        raise HandoffError("teacher entries of different widths in one file")
-    return pc.list_flatten(inner).to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
 def _ragged(values: list[list], kind: pa.DataType) -> pa.ListArray:
@@ -108,9 +86,16 @@ class Window:
         self.size += int(lengths.sum())
 
 
+def teacher_entries(entry, table, name) -> np.ndarray:
+    try:
+        return entry_matrix(table.column(name))[0]
+    except FormatError as exc:
+        raise HandoffError(f"{entry.path}: {name}: {exc}") from None
+
+
 def _teacher_examples(entry, ids, tokens, labels, lengths, table):
     """Each example cut to its first L-1 tokens and labels, with its L-1 entries beside them."""
-    entries = {name: _entries(table.column(name)) for name in ENTRY_COLUMNS}
+    entries = {name: teacher_entries(entry, table, name) for name in ENTRY_COLUMNS}
     ends = np.cumsum(lengths)
     keep = np.ones(tokens.size, dtype=bool)
     keep[ends[lengths > 0] - 1] = False
@@ -148,8 +133,8 @@ def pack_split(source: PublishedDataset, split: str, writer: PartWriter, seq_len
             example_ids.append([window.ids[i] for i in chosen])
             example_sources.append([window.sources[i] for i in chosen])
             example_lengths.append([int(lengths[i]) for i in chosen])
-        entry_arrays = [_fixed_entries(packed.gather(np.concatenate(window.entries[name])), n, seq_len)
-                         for name in ENTRY_COLUMNS] if teacher else []
+        entry_arrays = [entries_column(packed.gather(np.concatenate(window.entries[name])), np.full(n, seq_len))
+                        for name in ENTRY_COLUMNS] if teacher else []
         table = pa.Table.from_arrays(entry_arrays + [
             _fixed(packed.input_ids, n, seq_len, pa.int32()),
             _fixed(packed.labels, n, seq_len, pa.int32()),

@@ -52,7 +52,13 @@ def model_fingerprint(model_path: str | Path) -> dict:
 
 def model_vocab_size(model_path: str | Path) -> int:
     """The width of the teacher's logits (the format's `d`), from its config.json."""
-    config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    path = Path(model_path) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TeacherError(f"{path}: not found; the teacher must be a Hugging Face model folder") from None
+    except json.JSONDecodeError as exc:
+        raise TeacherError(f"{path}: not valid JSON ({exc})") from None
     size = config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
     if not isinstance(size, int) or size < 1:
         raise TeacherError(f"{Path(model_path) / 'config.json'}: no vocab_size")

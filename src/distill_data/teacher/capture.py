@@ -31,7 +31,6 @@ from .backends import TeacherError, batches_by_tokens
 
 log = logging.getLogger("distill_data")
 
-ENTRY_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
 SETTINGS_NAME = "settings.json"
 
 
@@ -40,16 +39,6 @@ def source_entry(source: PublishedDataset, split: str, part: str):
         if entry.path.name == part:
             return entry
     raise TeacherError(f"{source.manifest_path}: lists no {split} file {part}")
-
-
-def entries_array(per_row: list[np.ndarray], width: int) -> pa.ListArray:
-    """Rows of (positions, width) uint8 -> list<list<uint8>> (DistillKit's column type)."""
-    positions = np.array([len(a) for a in per_row], dtype=np.int64)
-    flat = np.concatenate(per_row).reshape(-1) if per_row else np.zeros(0, dtype=np.uint8)
-    inner = pa.ListArray.from_arrays(pa.array(np.arange(int(positions.sum()) + 1, dtype=np.int32) * width),
-                                     pa.array(flat, type=pa.uint8()))
-    outer = np.concatenate([[0], np.cumsum(positions)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(outer), inner)
 
 
 def capture_rows(table: pa.Table, backend, config: fmt.CompressionConfig, batch_tokens: int,
@@ -71,8 +60,13 @@ def capture_rows(table: pa.Table, backend, config: fmt.CompressionConfig, batch_
             index_rows.append(packed.reshape(-1, config.index_bytes))
         if progress is not None:
             progress.update(rows=len(batch), tokens=int(sum(lengths[i] for i in batch)))
-    return (table.append_column("compressed_logprobs", entries_array(logprob_rows, config.logprob_bytes))
-                 .append_column("bytepacked_indices", entries_array(index_rows, config.index_bytes)))
+    counts = np.maximum(lengths - 1, 0)
+    return (table.append_column("compressed_logprobs", fmt.entries_column(_stacked(logprob_rows, config.logprob_bytes), counts))
+                 .append_column("bytepacked_indices", fmt.entries_column(_stacked(index_rows, config.index_bytes), counts)))
+
+
+def _stacked(rows: list[np.ndarray], width: int) -> np.ndarray:
+    return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.uint8)
 
 
 def _settings_key(settings: dict) -> str:

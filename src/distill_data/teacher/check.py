@@ -42,17 +42,17 @@ class Failures:
 
 
 def _entries(column, width: int, name: str, path: Path, failures: Failures):
-    """list<list<uint8>> -> (positions, width) uint8 and positions per row."""
-    outer = column.combine_chunks()
-    inner = outer.values
-    widths = np.diff(inner.offsets.to_numpy())
-    bad = np.flatnonzero(widths != width)
-    if bad.size:
-        failures.add(f"{name}_width", f"{path.name}: {bad.size} entries not {width} bytes (first: {widths[bad[0]]})",
-                     int(bad.size))
+    """list<list<uint8>> -> (positions, width) uint8 and positions per row; None if a width is wrong."""
+    try:
+        values, counts = fmt.entry_matrix(column)
+    except fmt.FormatError as exc:
+        failures.add(f"{name}_width", f"{path.name}: {exc}")
         return None, None
-    values = inner.values.to_numpy(zero_copy_only=False)
-    return values.reshape(-1, width), np.diff(outer.offsets.to_numpy()).astype(np.int64)
+    if len(values) and values.shape[1] != width:
+        failures.add(f"{name}_width", f"{path.name}: entries of {values.shape[1]} bytes, the config's are {width}",
+                     len(values))
+        return None, None
+    return values, counts
 
 
 def check_file(path: Path, table, source_table, config: fmt.CompressionConfig, failures: Failures) -> dict:

@@ -40,6 +40,8 @@ def _teacher_settings(args) -> dict:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="the teacher: a Hugging Face model folder")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="the format's vocabulary size d; default the model's config.json vocab_size")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     p.add_argument("--dtype", default="bfloat16", help="the teacher's weights dtype (float32, bfloat16, …)")
     p.add_argument("--max-rows", type=int, default=None, help="rows per part (a trial run); default all")
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
                                               max_rows=args.max_rows, previous_build_info=args.previous_build_info))
         elif args.command == "capture":
             from .capture import capture_part
-            config = _config(args, model_vocab_size(args.model))
+            config = _config(args, args.vocab_size or model_vocab_size(args.model))
             options = {} if args.backend == "transformers" else {
                 "tensor_parallel_size": args.tensor_parallel_size, "max_model_len": args.max_model_len,
                 "gpu_memory_utilization": args.gpu_memory_utilization}
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
                          summary=args.summary)
         elif args.command == "publish":
             from .publish import publish
-            config = _config(args, model_vocab_size(args.model))
+            config = _config(args, args.vocab_size or model_vocab_size(args.model))
             teacher = dict(model_fingerprint(args.model), backend=args.backend, dtype=args.dtype)
             publish(args.input_dir, args.output_dir, args.summaries, config, teacher, _teacher_settings(args))
     except (TeacherError, HandoffError, fmt.FormatError) as exc:

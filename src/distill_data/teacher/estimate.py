@@ -41,10 +41,3 @@ def describe(name: str, est: dict, measured: bool) -> str:
             f"({est['exact_dtype']}, {est['bytes_per_position']} bytes per position): "
             f"{human_bytes(est['total_bytes'])} on disk ({est['bytes_per_token']} bytes/token, of which "
             f"{human_bytes(est['logit_bytes'])} logits); {hours}")
-
-
-def table_per_k(tokens: int, rows: int, dataset_bytes: int, d: int, ks=(8, 32, 64),
-                dtypes=("float32", "bfloat16")) -> list[dict]:
-    """The estimate at each k and exact dtype (docs and the plan's log show it)."""
-    return [estimate(tokens, rows, dataset_bytes, fmt.default_config(d, k, dtype), None)
-            for k in ks for dtype in dtypes]

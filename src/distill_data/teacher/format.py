@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 CONFIG_NAME = "compression_config.yaml"
+# The two columns of a captured row (list<list<uint8>>: per position, that many bytes).
+ENTRY_COLUMNS = ("compressed_logprobs", "bytepacked_indices")
 DTYPE_BITS = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
 # Relative rounding bound (half an ulp) for round-to-nearest into each dtype.
 DTYPE_REL_ERROR = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
@@ -324,3 +328,32 @@ def decode(compressed_logprobs: np.ndarray, bytepacked_indices: np.ndarray, conf
     if packed.shape[-1] != config.index_bytes:
         raise FormatError(f"bytepacked_indices has {packed.shape[-1]} bytes per position, config says {config.index_bytes}")
     return unpack_bits(packed, config.index_bits, config.k), decompress_logprobs(compressed_logprobs, config)
+
+
+# ---- the entry columns in Arrow ----
+
+def entries_column(values: np.ndarray, counts: np.ndarray) -> pa.ListArray:
+    """(entries, width) uint8 and each row's entry count -> list<list<uint8>> (DistillKit's type)."""
+    values = np.ascontiguousarray(values, dtype=np.uint8)
+    width = values.shape[1] if values.ndim == 2 else 0
+    if len(values) * width >= 2**31:   # list<uint8> offsets are int32, as DistillKit's schema has them
+        raise FormatError(f"{len(values) * width:,} entry bytes in one table: write fewer rows per file")
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32) * width),
+                                     pa.array(values.reshape(-1), type=pa.uint8()))
+    outer = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(outer), inner)
+
+
+def entry_matrix(column) -> tuple[np.ndarray, np.ndarray]:
+    """A list<list<uint8>> column -> ((entries, width) uint8, each row's entry count).
+
+    FormatError if the entries are not all of one width."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    counts = np.diff(array.offsets.to_numpy()).astype(np.int64)
+    inner = pc.list_flatten(array)
+    widths = np.diff(inner.offsets.to_numpy())
+    width = int(widths[0]) if widths.size else 0
+    bad = np.flatnonzero(widths != width)
+    if bad.size:
+        raise FormatError(f"{bad.size} entries are not {width} bytes wide (entry {int(bad[0])}: {int(widths[bad[0]])})")
+    return pc.list_flatten(inner).to_numpy(zero_copy_only=False).reshape(-1, width), counts

@@ -45,7 +45,9 @@ def publish(source_dir: Path, teacher_dir: Path, summaries: list[Path], config: 
     data_bytes = sum(f["bytes"] for split in SPLITS for f in files[split])
     warnings = []
     for split in SPLITS:
-        if rows[split] < source.rows(split):
+        if not rows[split]:   # a trainer meets an empty split late: say it here and in the log
+            warnings.append(f"{split}: no rows (the dataset has {source.rows(split):,})")
+        elif rows[split] < source.rows(split):
             warnings.append(f"{split}: {rows[split]:,} of {source.rows(split):,} rows captured "
                             f"(teacher.max_rows {settings.get('max_rows')}: a trial, not the whole dataset)")
     for line in warnings:
@@ -68,7 +70,6 @@ def publish(source_dir: Path, teacher_dir: Path, summaries: list[Path], config: 
         "positions": positions,
         "bytes": data_bytes,
         "bytes_per_token": round(data_bytes / sum(tokens.values()), 4) if sum(tokens.values()) else None,
-        "logit_bytes_per_position": config.bytes_per_position,
         "files": files,
         "warnings": warnings,
     }
