@@ -25,6 +25,7 @@ if workflow.is_main_process:
 
 onstart:
     runlock.record_executor(".snakemake", workflow.executor_plugin.cli_prefix)  # "local", "slurm", …
+    runlock.relabel_resumed_jobs(workflow.dag, workflow.dag_settings)  # "Incomplete output files", not "Forced execution"
 
 
 PYTHON = sys.executable  # the interpreter running Snakemake has the project installed
