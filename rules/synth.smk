@@ -46,6 +46,7 @@ SYNTH_FLAGS = cli_flags({
     "no_seed_text": not SYNTH["include_seed_text"],
     "append_rag_sources": SYNTH["append_rag_sources"],
     "no_result_check": not SYNTH["result_check"],
+    "shares_by": SYNTH["shares_by"],
 })
 
 
@@ -87,7 +88,7 @@ rule synth_scan:
         mask=synth_work("scan", suffix=".mask.parquet"),
         summary=synth_work("scan", suffix=".json"),
     params:
-        result_check=cli_flags({"no_result_check": not SYNTH["result_check"]}),
+        flags=cli_flags({"no_result_check": not SYNTH["result_check"], "shares_by": SYNTH["shares_by"]}),
         code=SYNTH_CODE,
         raw=lambda w: None if _SYNTH_PROBLEM else raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
@@ -101,7 +102,7 @@ rule synth_scan:
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
         "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {BATCH_SIZE} "
-        "{params.result_check} 2> {log:q}"
+        "{params.flags} 2> {log:q}"
 
 
 rule synth_plan:
