@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -575,7 +576,7 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
         manifest = build_manifest(
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
             inputs=inputs, stats=stats, files=files, dataset_dir=scratch,
-            drop_stages=DROP_STAGES, sampling_reasons=SAMPLING_REASONS, warnings=target_warnings(targets),
+            drop_stages=DROP_STAGES, sampling_reasons=SAMPLING_REASONS, warnings=target_warnings(targets, stats.accounting.rows_written),
             extra={"sampling_plan": plan, "drop_reasons": list(DROP_REASONS), "targets": targets},
         )
         write_json(scratch / "manifest.json", manifest)
@@ -615,28 +616,31 @@ def target_report(stats: DatasetStats, plan: dict) -> dict:
     }
 
 
-# The realised measure each `shares_by` is judged on, and how far a realised share may pass its
-# target before the manifest warns: the rates hold on average, and by tokens the plan only
-# estimates each row's tokens from its bytes.
+# The realised measure each `shares_by` is judged on. A realised share may pass its target by
+# chance (the rates hold on average; by tokens the plan only estimates tokens from bytes): the
+# manifest warns past 0.02, or past three binomial standard deviations on a small dataset.
 MEASURES = {"rows": "rows", "tokens": "assistant_tokens"}
 TARGET_TOLERANCE = 0.02
 
 
-def target_warnings(targets: dict) -> list[str]:
-    """A warning for a share that missed its target by more than TARGET_TOLERANCE, in the
-    measure the targets are set in (`synth.shares_by`)."""
+def target_tolerance(target: float, rows: int) -> float:
+    return max(TARGET_TOLERANCE, 3 * math.sqrt(target * (1 - target) / rows)) if rows else 1.0
+
+
+def target_warnings(targets: dict, rows: int) -> list[str]:
+    """A warning for a share that missed its target by more than its tolerance, in the measure
+    the targets are set in (`synth.shares_by`)."""
     measure = targets["measured_by"]
+    what = measure.replace("_", " ")
     found = []
     memorization = targets["memorization_share"]["realised"][measure]
     cap = targets["memorization_share"]["target_at_most"]
-    if memorization is not None and memorization > cap + TARGET_TOLERANCE:
-        found.append(f"memorization is {memorization:.3f} of the {measure.replace('_', ' ')} written, above "
-                     f"synth.memorization_cap {cap:g}")
+    if memorization is not None and memorization > cap + target_tolerance(cap, rows):
+        found.append(f"memorization is {memorization:.3f} of the {what} written, above synth.memorization_cap {cap:g}")
     english = targets["english_share"]["realised"][measure]
     frac = targets["english_share"]["target_at_least"]
-    if english is not None and english < frac - TARGET_TOLERANCE:
-        found.append(f"English is {english:.3f} of the {measure.replace('_', ' ')} written, below "
-                     f"synth.english_frac {frac:g}")
+    if english is not None and english < frac - target_tolerance(frac, rows):
+        found.append(f"English is {english:.3f} of the {what} written, below synth.english_frac {frac:g}")
     return found
 
 
