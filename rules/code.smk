@@ -43,6 +43,8 @@ rule code_build:
         input_dir=CODE["input_dir"],
         target=CODE["target_total_tokens"],
         shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
+        order=CODE["order"],
+        block_rows=CODE["spread_block_rows"],
         encoding=encoding_flags(),
         raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
@@ -58,7 +60,7 @@ rule code_build:
     shell:
         "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
-        "--target-total-tokens {params.target} {params.shuffle} "
+        "--target-total-tokens {params.target} {params.shuffle} --order {params.order} --spread-block-rows {params.block_rows} "
         "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 

@@ -35,6 +35,8 @@ rule math_build:
         target=MATH["target_total_tokens"],
         tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
         max_bad=MATH["max_bad_line_frac"],
+        order=MATH["order"],
+        block_bytes=MATH["spread_block_bytes"],
         encoding=encoding_flags(),
         raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
         code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
@@ -51,6 +53,7 @@ rule math_build:
         "{PYTHON} {SCRIPTS}/build_nemotron_math_distill.py --input-file {input.files:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
+        "--order {params.order} --spread-block-bytes {params.block_bytes} "
         "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
