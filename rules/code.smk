@@ -1,5 +1,6 @@
 # nvidia/OpenCodeInstruct -> code_opencodeinstruct_55m: one budgeted job (budget.py), the
-# shards read in shuffled order until the token budget is reached.
+# shards read in shuffled order (code.order head) or their row slices in a seeded order (spread)
+# until the token budget is reached.
 
 import functools
 

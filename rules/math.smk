@@ -1,5 +1,6 @@
 # nvidia/Nemotron-Math-v2 (JSON lines) -> math_nemotron_v2_low_55m: one budgeted job
-# (budget.py), the files streamed in the configured order until the token budget is reached.
+# (budget.py), the files streamed in the configured order (math.order head) or their blocks of
+# lines in a seeded order (spread) until the token budget is reached.
 
 from distill_data.fingerprint import raw_fingerprints
 

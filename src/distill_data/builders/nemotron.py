@@ -1,7 +1,9 @@
 """nvidia/Nemotron-Math-v2 (JSON lines) → `math_nemotron_v2_low_55m`: the source-specific parts.
 
-Each file is streamed line by line in binary (the real ones are tens of GB) and every line is
-parsed on its own: key order and the keys present differ between lines and files. Prompt = the
+Each file is streamed line by line in binary (the real ones are tens of GB) or, with
+`order: spread`, read in blocks of lines in a seeded order over all files (spread.py: one
+pass over the bytes finds the blocks, only the blocks taken are parsed); every line is parsed
+on its own: key order and the keys present differ between lines and files. Prompt = the
 first user message's `content`; analysis = the last assistant message's `reasoning_content`;
 final = that message's `content`. Lines are numbered from 1; each physical line is one row
 read. A blank line is a counted drop (`blank_line`) but not an unreadable line: only lines

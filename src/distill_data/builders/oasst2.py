@@ -23,7 +23,9 @@ The rows of this dataset are assistant replies (each one is an example or droppe
 reason); prompter messages are counted apart. The source is small (135k messages), so it is
 read twice: a first pass keeps the thread structure (flags of every message, text of every
 prompter and of every reply that has a follow-up), the second streams the replies in read
-order (sorted file paths, then row order) to the budget driver.
+order (sorted file paths, then row order) to the budget driver; with `order: spread` the second
+pass builds every reply's candidate first and hands them over by message tree, the trees in the
+seeded order u(tree id, seed, "spread") (spread.py).
 """
 
 from __future__ import annotations

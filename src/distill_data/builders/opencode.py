@@ -3,7 +3,8 @@
 Prompt = `input`, final = `output`, no analysis. Only rows whose `average_test_score` is 1.0
 (all ten unit tests passed) are kept; the score is `double` in the real shards and a string in
 copies saved through `datasets`, so both are accepted, in the same run too. Shards are read in
-`random.Random(seed).shuffle(sorted(paths))` order when shuffled (the original builds' order);
+`random.Random(seed).shuffle(sorted(paths))` order when shuffled (the original builds' order),
+or with `order: spread` as slices of rows of the sorted shards in a seeded order (spread.py);
 the budget driver (budget.py) does the rest.
 """
 
