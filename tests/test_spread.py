@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from distill_data import spread
@@ -183,3 +184,40 @@ def test_spread_math_judges_the_bad_line_share_where_the_budget_stops(tmp_path, 
 def test_an_unknown_order_is_refused(raw):
     with pytest.raises(ValueError, match="order must be one of head, spread"):
         opencode.OpenCodeSource(sorted((raw / "code").glob("*.parquet")), True, 1337, order="middle")
+
+
+def test_spread_math_over_two_files_reads_both_and_judges_each(tmp_path, tokenizer):
+    """Blocks of both files interleave; each file is described by its own lines and bytes read,
+    and a file whose lines read break the limit stops the build even when the budget stopped
+    in the other file."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(line + "\n" for line in math_lines(300)), encoding="utf-8")
+    second.write_text("".join(line + "\n" for line in math_lines(300, bad_every=3)), encoding="utf-8")
+    params = dict(target_total_tokens=8000, order="spread", spread_block_bytes=2048)
+    outs = []
+    for batch_size in (7, 4096):
+        out = tmp_path / f"out_{batch_size}"
+        nemotron.build([first, second], out, make_encoder(tokenizer),
+                       nemotron.NemotronParams(**params, max_bad_line_frac=1.0), batch_size=batch_size)
+        outs.append(dataset_bytes(out))
+    assert outs[0] == outs[1]
+    manifest = json.loads(outs[0]["manifest.json"])
+    assert [i["read"] for i in manifest["inputs"]] == ["partial", "partial"]
+    assert manifest["budget"]["stopped_at"]["file"] == "a.jsonl"   # b.jsonl is judged all the same
+    assert sum(i["lines_read"] for i in manifest["inputs"]) == manifest["accounting"]["rows_read"]
+    assert [i["rows"] for i in manifest["inputs"]] == [300, 400]
+    assert manifest["not_read"]["rows"] == 700 - manifest["accounting"]["rows_read"]
+    extent = manifest["positions"]["extent"]
+    assert extent == first.stat().st_size + second.stat().st_size
+    assert manifest["positions"]["first_written"] < 0.1 * extent < 0.9 * extent < manifest["positions"]["last_written"]
+    with pytest.raises(SourceError, match=r"b.jsonl: \d+ of \d+ lines read \(spread order\) are unreadable"):
+        nemotron.build([first, second], tmp_path / "strict", make_encoder(tokenizer),
+                       nemotron.NemotronParams(**params, max_bad_line_frac=0.2))
+
+
+def test_spread_chat_hands_over_whole_trees_in_the_seeded_order(raw, targets, tokenizer, tmp_path):
+    build("chat", raw, tmp_path / "chat", tokenizer, "spread", targets["chat"])
+    rows = pq.read_table(tmp_path / "chat" / "train").to_pylist()
+    trees = [row["source"]["message_tree_id"] for row in rows]
+    keys = [(unit_hash(tree, 1337, "spread"), tree) for tree in trees]
+    assert keys == sorted(keys) and len(set(trees)) > 10   # rows are written in read order
