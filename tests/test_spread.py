@@ -221,3 +221,21 @@ def test_spread_chat_hands_over_whole_trees_in_the_seeded_order(raw, targets, to
     trees = [row["source"]["message_tree_id"] for row in rows]
     keys = [(unit_hash(tree, 1337, "spread"), tree) for tree in trees]
     assert keys == sorted(keys) and len(set(trees)) > 10   # rows are written in read order
+
+
+def test_parquet_slices_cross_row_groups_and_dictionary_columns(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "s.parquet"
+    first = pa.table({"id": pa.array(list("abcde")).dictionary_encode(), "n": list(range(5))})
+    second = pa.table({"id": pa.array(list("vwxyz")).dictionary_encode(), "n": list(range(5, 10))})
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first, row_group_size=2)
+        writer.write_table(second, row_group_size=3)
+    slices = spread.ParquetSlices(path, ["id", "n"], ["id"])
+    assert slices.rows == 10 and slices.group_starts == [0, 2, 4, 5, 8, 10]
+    for start, stop in spread.row_slices(10, 3) + [(0, 10), (1, 9)]:
+        got = [(offset, batch.column("n").to_pylist())
+               for offset, batch in spread.record_batches(slices.read(start, stop), 2)]
+        assert [n for _, ns in got for n in ns] == list(range(start, stop))
+        assert [offset for offset, _ in got] == list(range(0, stop - start, 2))
