@@ -48,7 +48,7 @@ rule chat_build:
         order=CHAT["order"],
         encoding=encoding_flags(),
         raw=lambda w: None if raw_problem("chat") else raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "builders/oasst2.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/oasst2.py",
                           script_path("build_oasst2_distill.py")),
     log:
         os.path.join(LOGS, "chat", "build.log"),

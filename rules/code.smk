@@ -48,7 +48,7 @@ rule code_build:
         block_rows=CODE["spread_block_rows"],
         encoding=encoding_flags(),
         raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:
         os.path.join(LOGS, "code", "build.log"),

@@ -40,7 +40,7 @@ rule math_build:
         block_bytes=MATH["spread_block_bytes"],
         encoding=encoding_flags(),
         raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
         os.path.join(LOGS, "math", "build.log"),
