@@ -40,7 +40,8 @@ from .rehearsal_report import (DOCS_JSON, REAL_MIX, REAL_TOKENS, TARGET, project
 PROJECT = Path(__file__).resolve().parents[2]
 # Generated units each source needs per token written, measured on the demo sources with the
 # real parameters (config.demo.yaml's run); the run prints what each source actually gave.
-TOKENS_PER_UNIT = {"synth": 35.5, "code": 77.9, "math": 403.6, "chat": 806.0}  # per row, row, line, tree
+# (math: 285 per line over a whole generated file; its first lines give more, 404 in the demo's run)
+TOKENS_PER_UNIT = {"synth": 35.5, "code": 77.9, "math": 285.0, "chat": 806.0}  # per row, row, line, tree
 HEADROOM = 1.3          # budgeted sources hold this much more than their budget
 SYNTH_ROWS_PER_SHARD = 155_000   # a real Phase-1 shard
 CODE_ROWS_PER_SHARD = 10_000
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
     if args.out:
         (args.out / "rehearsal.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         (args.out / "rehearsal.md").write_text(text)
-    print(text)
+    print(text, end="")
     if args.update_docs:
         DOCS_JSON.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         update_docs(data)

@@ -25,6 +25,8 @@ PEAK_LIMIT_MB = 1.5e9 / 2**20   # 1.5 GB in MiB (Snakemake's max_rss unit)
 RATIO_TARGETS = {"synth": ("synth_encode", 0.70), "code": ("code_build", 0.60), "math": ("math_build", 0.60),
                  "chat": ("chat_build", 0.60)}
 MERGE_TARGET = 50e6
+REAL_SHARD_ROWS = 155_000          # rows of a real Phase-1 shard
+ROW_SCALED = ("synth_scan", "synth_plan")   # their work grows with the rows of the shards
 
 
 def scaled_by(rule: str) -> str | None:
@@ -72,6 +74,8 @@ def project_costs(data: dict, node_cores: int, threads: dict | None = None) -> d
         rule = r["rule"]
         dataset = scaled_by(rule)
         factor = REAL_TOKENS[dataset] / data["dataset_tokens"][dataset] if dataset else 1.0
+        if rule in ROW_SCALED:  # work per row read, not per token written
+            factor = SYNTH_SHARDS * REAL_SHARD_ROWS / (data["sizes"]["synth_shards"] * data["sizes"]["synth_rows_per_shard"])
         jobs = SYNTH_SHARDS if rule in PER_SHARD else 1
         cores = min(real_threads(rule, threads), node_cores)
         if r["cpu"] > 0:
@@ -134,7 +138,7 @@ def target_table(data: dict) -> list[str]:
 
 def projection_table(data: dict) -> list[str]:
     p = data["projection"]
-    lines = ["| rule | jobs | threads | CPU s (scaled) | × tokens | s per job | start s | end s |",
+    lines = ["| rule | jobs | threads | CPU s (scaled) | × scale | s per job | start s | end s |",
              "|---|---|---|---|---|---|---|---|"]
     for name in _order(list(p["rules"])):
         r = p["rules"][name]
@@ -145,11 +149,16 @@ def projection_table(data: dict) -> list[str]:
 
 def assumptions(data: dict) -> list[str]:
     p = data["projection"]
+    rows = data["sizes"]["synth_shards"] * data["sizes"]["synth_rows_per_shard"]
+    per_shard = data["dataset_tokens"]["synth"] / rows * REAL_SHARD_ROWS
     return [
         "CPU seconds grow linearly with tokens: each rule's measured CPU s × (real tokens ÷ rehearsal tokens) of the "
         "dataset it builds or reads (SYNTH 550M, code 55M, math 55M, chat 15M, mix 675M, the sum; stage_tokenizer "
-        "and synth_link are fixed costs). Fixed per-job costs (start, vocabulary) are scaled too, so the checks "
-        "(validate, report: a fixed 20,000-row sample) are overestimated.",
+        "and synth_link are fixed costs); synth_scan and synth_plan grow with the rows instead (54 real shards of "
+        f"{REAL_SHARD_ROWS:,} rows against {rows:,} here). Fixed per-job costs (start, vocabulary) are scaled too.",
+        f"The generated SYNTH rows give {per_shard / 1e6:.1f}M tokens per {REAL_SHARD_ROWS:,}-row shard under the "
+        f"Phase-1 plan, the real 550M over 54 shards {550 / 54:.1f}M: scaled by tokens, the reading part of "
+        f"synth_encode and the raw bytes are overestimated by up to {550e6 / 54 / per_shard:.1f}×.",
         f"Real job counts: {SYNTH_SHARDS} jobs each for synth_link, synth_scan and synth_encode, one for every other "
         "rule; threads as config.yaml (synth_finalize 2, as in rules/synth.smk).",
         "A job's wall time is its CPU s ÷ the parallelism it showed in the rehearsal (CPU s ÷ wall s, between 1 and "
