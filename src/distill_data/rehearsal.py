@@ -147,8 +147,13 @@ def read_benchmark(path: str) -> dict:
     for ~15 s, then every 30 s, and keeps the last sample: a longer job's CPU time stops at that
     sample, so it is scaled to the whole wall time, assuming an even rate)."""
     lines = Path(path).read_text().splitlines()
+    if len(lines) < 2:
+        raise SystemExit(f"{path}: no benchmark record (the job did not finish?)")
     record = dict(zip(lines[0].split("\t"), lines[-1].split("\t")))
-    value = lambda k: float(record[k]) if record.get(k) not in (None, "NA", "-") else 0.0  # noqa: E731
+
+    def value(key: str) -> float:  # "NA": the job ended before Snakemake's first sample
+        return float(record[key]) if record.get(key) not in (None, "NA", "-") else 0.0
+
     wall, cpu = value("s"), value("cpu_time")
     last_sample = 15 + 30 * math.floor((wall - 15) / 30) if wall > 15 else wall
     return {"wall": wall, "cpu_sampled": cpu, "cpu": cpu * wall / last_sample if wall > 15 else cpu,
