@@ -1,6 +1,7 @@
 """One benchmark of every stage, on generated sources in the real schemas.
 
     TIKTOKEN_ENCODINGS_BASE=../shared/tokenizer python -m distill_data.bench [--scale 1] [--work DIR]
+    python -m distill_data.bench rehearsal --out DIR [--tokens 66.5e6]   (distill_data/rehearsal.py)
 
 Generates the four raw sources with the demo generators (`distill_data.demo`; at scale 1:
 two SYNTH shards of 50,000 rows, and at least 50,000 rows read by each budgeted builder), runs
@@ -316,6 +317,11 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["rehearsal"]:
+        from .rehearsal import main as rehearsal
+
+        return rehearsal(argv[1:])
     p = argparse.ArgumentParser(prog="python -m distill_data.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every generated source (default: 50k rows each)")
