@@ -36,6 +36,7 @@ rule code_build:
     input:
         shards=code_shards,
         vocab=VOCAB_FILE,
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         manifest=dataset_manifest("code"),
     params:
@@ -44,8 +45,9 @@ rule code_build:
         target=CODE["target_total_tokens"],
         shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
         encoding=encoding_flags(),
+        decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "builders/opencode.py",
+        code=code_version(*RENDER_CODE, "budget.py", *DECONTAM_CODE, "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:
         os.path.join(LOGS, "code", "build.log"),
@@ -59,7 +61,7 @@ rule code_build:
         "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.shuffle} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule code_opencodeinstruct_55m:

@@ -28,6 +28,7 @@ rule math_build:
     input:
         files=math_files,
         vocab=VOCAB_FILE,
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         manifest=dataset_manifest("math"),
     params:
@@ -36,8 +37,9 @@ rule math_build:
         tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
         max_bad=MATH["max_bad_line_frac"],
         encoding=encoding_flags(),
+        decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "builders/nemotron.py",
+        code=code_version(*RENDER_CODE, "budget.py", *DECONTAM_CODE, "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
         os.path.join(LOGS, "math", "build.log"),
@@ -51,7 +53,7 @@ rule math_build:
         "{PYTHON} {SCRIPTS}/build_nemotron_math_distill.py --input-file {input.files:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule math_nemotron_v2_low_55m:
