@@ -241,3 +241,28 @@ def tokenizer_dir() -> str:
     import os
 
     return os.environ["TIKTOKEN_ENCODINGS_BASE"]
+
+
+def test_rows_are_checked_in_chunks_with_the_same_result(tmp_path, monkeypatch):
+    from distill_data.decontam import match
+
+    path, _ = make_index(tmp_path)
+    rows = [row(prompt=PLAIN), row(final=OTHER), row(prompt=NEAR), row(analysis=SECOND), row(prompt=SENTENCE)] * 3
+    whole = Matcher.open(path).check(rows)
+    monkeypatch.setattr(match, "CHECK_ROWS", 2)
+    assert Matcher.open(path).check(rows) == whole and sum(m is not None for m in whole) == 9
+
+
+def test_the_report_shows_the_drops_and_the_matching_ngrams():
+    from distill_data.report_items import accounting_html
+
+    section = {"index_sha256": "0" * 64, "ngram": 8, "compare": ["prompt", "final"], "samples_per_benchmark": 5,
+               "benchmarks": [{"name": "toy", "reason": "benchmark_toy", "rows_dropped": 3,
+                               "samples": [{"file": "low.jsonl", "line": 4, "id": "m:1", "part": "final",
+                                            "ngram": "a <b> c d e f g h"}]},
+                              {"name": "other", "reason": "benchmark_other", "rows_dropped": 0, "samples": []}]}
+    page = accounting_html({"dataset": "d", "accounting": {"rows_read": 9, "dropped": {"benchmark_toy": 3}},
+                            "decontamination": section})
+    assert "Benchmark decontamination (8-word n-grams of prompt, final)" in page
+    assert "<td>low.jsonl line 4 (m:1)</td><td>final</td><td>a &lt;b&gt; c d e f g h</td>" in page
+    assert "<td>other</td><td class=\"n\">0</td><td>-</td>" in page

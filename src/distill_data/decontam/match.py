@@ -19,6 +19,9 @@ from .ngrams import text_ngram_hashes
 
 PARTS = ("prompt", "analysis", "final")
 DEFAULT_SAMPLES = 5
+# Rows hashed at a time: the temporary arrays take ~50 bytes per word of the chunk's texts, so
+# memory is bounded by the chunk (long reasoning rows) whatever the builder's batch size.
+CHECK_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class Matcher:
     def check(self, rows: Sequence[Mapping[str, Sequence[str]]]) -> list[Match | None]:
         """Per row ({part: [texts]}), its Match or None. The benchmark is the first in config
         order with a match; the n-gram shown is its first in the row (parts in PARTS order)."""
+        return [m for start in range(0, len(rows), CHECK_ROWS) for m in self._check(rows[start:start + CHECK_ROWS])]
+
+    def _check(self, rows: Sequence[Mapping[str, Sequence[str]]]) -> list[Match | None]:
         pieces, piece_row, piece_part = [], [], []
         for r, row in enumerate(rows):
             for p, part in enumerate(self.compare):
