@@ -26,8 +26,8 @@ from typing import Callable, Iterator, Sequence, Union
 import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
-from .decontam import match as decontam
 from .dataset import SplitWriters, build_manifest, write_build_info
+from .decontam import match as decontam
 from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example,
                      ExampleEncoder, record_many, rows_to_table)
 from .io import SourceError
