@@ -1,5 +1,6 @@
 # nvidia/OpenCodeInstruct -> code_opencodeinstruct_55m: one budgeted job (budget.py), the
-# shards read in shuffled order until the token budget is reached.
+# shards read in shuffled order (code.order head) or their row slices in a seeded order (spread)
+# until the token budget is reached.
 
 import functools
 
@@ -44,10 +45,12 @@ rule code_build:
         input_dir=CODE["input_dir"],
         target=CODE["target_total_tokens"],
         shuffle="--shuffle-shards" if CODE["shuffle_shards"] else "--no-shuffle-shards",
+        order=CODE["order"],
+        block_rows=CODE["spread_block_rows"],
         encoding=encoding_flags(),
         decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", *DECONTAM_CODE, "builders/opencode.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", *DECONTAM_CODE, "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:
         os.path.join(LOGS, "code", "build.log"),
@@ -60,7 +63,7 @@ rule code_build:
     shell:
         "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
-        "--target-total-tokens {params.target} {params.shuffle} "
+        "--target-total-tokens {params.target} {params.shuffle} --order {params.order} --spread-block-rows {params.block_rows} "
         "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 

@@ -25,6 +25,7 @@ if workflow.is_main_process:
 
 onstart:
     runlock.record_executor(".snakemake", workflow.executor_plugin.cli_prefix)  # "local", "slurm", …
+    runlock.relabel_resumed_jobs(workflow.dag, workflow.dag_settings)  # "Incomplete output files", not "Forced execution"
 
 
 PYTHON = sys.executable  # the interpreter running Snakemake has the project installed
@@ -97,10 +98,39 @@ def dataset_manifest(section):
     return os.path.join(OUT, config[section]["dataset_name"], "manifest.json")
 
 
+# Config keys holding paths. Relative ones are taken from the working directory (Snakemake's,
+# where the command runs or --directory), not from the workflow's folder: run from elsewhere,
+# every error names that directory.
+PATH_KEYS = ("output_root", "work_root", "tokenizer_dir", "synth.raw_root", "synth.subset_dir", "synth.shard_list",
+             "code.input_dir", "math.input_files", "chat.input_dir")
+
+
+def relative_path_note():
+    """'' when run in the workflow's folder or with absolute paths; else which directory the
+    configured relative paths were taken from."""
+    here = os.path.realpath(os.getcwd())
+    if here == os.path.realpath(workflow.basedir):
+        return ""
+    relative = []
+    for key in PATH_KEYS:
+        section, _, name = key.rpartition(".")
+        value = (config[section] if section else config).get(name)
+        for path in value if isinstance(value, list) else [value]:
+            if path and not os.path.isabs(path):
+                relative.append(f"{key}: {path}")
+    if not relative:
+        return ""
+    return (f"Relative paths in the config ({'; '.join(relative[:3])}{'; …' if len(relative) > 3 else ''}) are "
+            f"taken from the working directory {here}, not from the workflow's folder {workflow.basedir}: "
+            "run from there, use --directory, or give absolute paths.")
+
+
 def stop(message):
     """End the run with one line naming the problem (an exception raised in an input function
-    reaches the user as InputFunctionException with a traceback)."""
-    print(f"Error: {message}", file=sys.stderr, flush=True)
+    reaches the user as InputFunctionException with a traceback), and, when relative paths
+    were taken from another directory than the workflow's, which one."""
+    note = relative_path_note()
+    print(f"Error: {message}" + (f"\n{note}" if note else ""), file=sys.stderr, flush=True)
     raise SystemExit(1)
 
 

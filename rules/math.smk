@@ -1,5 +1,6 @@
 # nvidia/Nemotron-Math-v2 (JSON lines) -> math_nemotron_v2_low_55m: one budgeted job
-# (budget.py), the files streamed in the configured order until the token budget is reached.
+# (budget.py), the files streamed in the configured order (math.order head) or their blocks of
+# lines in a seeded order (spread) until the token budget is reached.
 
 from distill_data.fingerprint import raw_fingerprints
 
@@ -36,10 +37,12 @@ rule math_build:
         target=MATH["target_total_tokens"],
         tools="--drop-tool-rows" if MATH["drop_tool_rows"] else "--no-drop-tool-rows",
         max_bad=MATH["max_bad_line_frac"],
+        order=MATH["order"],
+        block_bytes=MATH["spread_block_bytes"],
         encoding=encoding_flags(),
         decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", *DECONTAM_CODE, "builders/nemotron.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", *DECONTAM_CODE, "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
         os.path.join(LOGS, "math", "build.log"),
@@ -53,6 +56,7 @@ rule math_build:
         "{PYTHON} {SCRIPTS}/build_nemotron_math_distill.py --input-file {input.files:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
+        "--order {params.order} --spread-block-bytes {params.block_bytes} "
         "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 

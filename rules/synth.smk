@@ -10,14 +10,14 @@ SYNTH_WORK = os.path.join(WORK, SYNTH["dataset_name"])
 try:
     SYNTH_SHARDS = read_shard_list(SYNTH["shard_list"], SYNTH["raw_root"])  # {stem: absolute target}
 except ShardListError as exc:
-    raise WorkflowError(str(exc)) from None
+    stop(f"{exc} (config key synth.shard_list)")
 # Checked here, not left to the link jobs: Snakemake silently keeps an existing dataset whose
 # inputs can no longer be made, so a mistyped or vanished shard would otherwise go unnoticed.
 # A machine without the SYNTH source at all (no raw_root) can still build the other targets, and
 # merge a SYNTH dataset built elsewhere (RAW_PROBLEMS, rules/common.smk).
 _missing = [target for target in SYNTH_SHARDS.values() if not os.path.exists(target)]
 if _missing and os.path.isdir(SYNTH["raw_root"]):
-    raise WorkflowError(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
+    stop(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
 _SYNTH_PROBLEM = None if os.path.isdir(SYNTH["raw_root"]) else f"config key synth.raw_root: {SYNTH['raw_root']}: no such folder"
 RAW_PROBLEMS["synth"] = lambda: _SYNTH_PROBLEM
 SYNTH_CODE = code_version(*DECONTAM_CODE, "builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
@@ -46,6 +46,7 @@ SYNTH_FLAGS = cli_flags({
     "no_seed_text": not SYNTH["include_seed_text"],
     "append_rag_sources": SYNTH["append_rag_sources"],
     "no_result_check": not SYNTH["result_check"],
+    "shares_by": SYNTH["shares_by"],
 })
 
 
@@ -88,7 +89,7 @@ rule synth_scan:
         mask=synth_work("scan", suffix=".mask.parquet"),
         summary=synth_work("scan", suffix=".json"),
     params:
-        result_check=cli_flags({"no_result_check": not SYNTH["result_check"]}),
+        flags=cli_flags({"no_result_check": not SYNTH["result_check"], "shares_by": SYNTH["shares_by"]}),
         decontam=decontam_flags(),
         code=SYNTH_CODE,
         raw=lambda w: None if _SYNTH_PROBLEM else raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
@@ -103,7 +104,7 @@ rule synth_scan:
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
         "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {BATCH_SIZE} "
-        "{params.result_check} {params.decontam} 2> {log:q}"
+        "{params.flags} {params.decontam} 2> {log:q}"
 
 
 rule synth_plan:

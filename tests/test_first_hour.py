@@ -174,6 +174,20 @@ def test_all_missing_raw_inputs_are_reported_at_once(demo):
     assert "  config key math.input_files: no such file(s): /nowhere/low.jsonl" in text
 
 
+def test_run_from_another_directory_names_where_relative_paths_were_taken_from(tmp_path):
+    """The README's demo config has relative paths: run from elsewhere, the error says which
+    directory they were taken from (issue 17, item 6), in one message, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(PROJECT / "Snakefile"),
+                           "--configfile", str(PROJECT / "config.demo.yaml"), "--", MIX],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    text = console(done)
+    assert done.returncode == 1 and "Traceback" not in text and 'File "' not in text, text[-2000:]
+    assert "Error: shard list demo/raw/synth_phase1_shards.txt does not exist (config key synth.shard_list)" in text
+    assert (f"are taken from the working directory {tmp_path.resolve()}, not from the workflow's folder {PROJECT}"
+            in text)
+    assert "output_root: demo/distillation_1" in text
+
+
 # --- 7. the report shows tables, not raw JSON; report.html is not committed --------------------------
 
 def test_report_tables_hold_no_raw_json(demo):

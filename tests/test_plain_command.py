@@ -131,6 +131,48 @@ def test_the_bare_command_resumes_after_a_sigkill(moved, demo):
         assert dataset_bytes(moved["out"] / name) == dataset_bytes(demo / "demo" / "distillation_1" / name), name
 
 
+TOY_WORKFLOW = """
+from distill_data import runlock
+for message in runlock.claim(".snakemake"):
+    print(message)
+onstart:
+    runlock.relabel_resumed_jobs(workflow.dag, workflow.dag_settings)
+rule all:
+    input: "done.txt", "other.txt"
+rule slow:
+    output: "done.txt"
+    shell: "echo partial > {output}; if [ ! -e started ]; then touch started; sleep 60; fi; echo whole > {output}"
+rule quick:
+    output: "other.txt"
+    shell: "echo whole > {output}"
+"""
+
+
+def test_a_job_cut_off_is_redone_as_incomplete_not_forced(tmp_path):
+    """A job killed after writing part of its output is redone, and says why: Snakemake's own
+    label for it is "Forced execution", as if the user had asked for a --forcerun (issue 17)."""
+    (tmp_path / "Snakefile").write_text(TOY_WORKFLOW)
+    cmd = [sys.executable, "-m", "snakemake", "-j", "1", "--rerun-incomplete"]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "started").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert (tmp_path / "done.txt").read_text() == "partial\n"
+    dry = subprocess.run(cmd + ["-n"], cwd=tmp_path, capture_output=True, text=True)
+    assert "1 output was left incomplete by an interrupted run (done.txt): its job is redone" in dry.stdout
+    resumed = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "reason: Incomplete output files: done.txt" in resumed.stderr
+    assert "Forced execution" not in resumed.stderr
+    assert (tmp_path / "done.txt").read_text() == "whole\n"
+    # a job the user forces keeps Snakemake's label
+    forced = subprocess.run(cmd + ["--forcerun", "quick", "--", "other.txt"], cwd=tmp_path, capture_output=True, text=True)
+    assert "reason: Forced execution" in forced.stderr
+
+
 def test_a_live_run_or_another_host_keeps_its_lock(tmp_path):
     from distill_data import runlock
 

@@ -4,6 +4,8 @@ and the sampling rates."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from hashlib import blake2b
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from distill_data.demo.synth import make_synth_table, write_synth_source
 from distill_data.encode import ExampleEncoder
 from distill_data.render import HarmonyRenderer
 from distill_data.schema import example_schema
+
+PROJECT = Path(__file__).resolve().parent.parent
 
 SCRIPT = Path(__file__).resolve().parent.parent / "workflow_scripts" / "build_synth_distill.py"
 LONG_ANSWER = " ".join(f"token{i} ∴ 中文" for i in range(9000))
@@ -248,3 +252,58 @@ def test_a_repeated_synth_id_across_shards_stops_the_build(tmp_path):
     with pytest.raises(Exception, match=r"synth_002.parquet: pleias_synth:rag_1_2 appears in more than one row"):
         build(folder, tmp_path / "out", *NO_SAMPLING, "--train-frac", "1")
     assert not (tmp_path / "out").exists()
+
+
+# --- shares by rows or by assistant tokens (issue 17, item 9) --------------------------------------
+
+def build_synth_all(tmp_path: Path, vocab_dir: Path, name: str, *flags: str) -> dict:
+    """The demo's SYNTH shards through the script's all-in-one stage; the manifest."""
+    raw = tmp_path / "raw"
+    if not raw.exists():
+        write_synth_source(raw, ["synth_010.parquet", "synth_034.parquet"], 1500, 1337)
+    out = tmp_path / name
+    done = subprocess.run([sys.executable, str(PROJECT / "workflow_scripts" / "build_synth_distill.py"),
+                           "--input-dir", str(raw), "--output-dir", str(out), "--tokenizer-dir", str(vocab_dir),
+                           "--global-keep", "1", *flags], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_the_memorization_cap_holds_by_tokens_when_asked(tmp_path, vocab_dir):
+    """By rows (the seed's rule) the cap holds for rows while memorization, whose answers are
+    longer, is most of the assistant tokens; `--shares-by tokens` makes the cap hold for them."""
+    by_rows = build_synth_all(tmp_path, vocab_dir, "rows")
+    by_tokens = build_synth_all(tmp_path, vocab_dir, "tokens", "--shares-by", "tokens")
+    rows_mem = by_rows["targets"]["memorization_share"]["realised"]
+    tokens_mem = by_tokens["targets"]["memorization_share"]["realised"]
+    assert by_rows["targets"]["measured_by"] == "rows" and by_rows["params"]["shares_by"] == "rows"
+    assert rows_mem["rows"] <= 0.70 + 0.02 and rows_mem["assistant_tokens"] > 0.75  # the reported gap
+    assert by_tokens["targets"]["measured_by"] == "assistant_tokens"
+    assert tokens_mem["assistant_tokens"] <= 0.70 + 0.02
+    assert tokens_mem["rows"] < rows_mem["rows"]  # fewer (long) memorization rows kept
+    english = by_tokens["targets"]["english_share"]["realised"]["assistant_tokens"]
+    assert english >= 0.75 - 0.02
+    plan = by_tokens["sampling_plan"]
+    assert plan["shares_by"] == "tokens" and plan["mem_keep"] < by_rows["sampling_plan"]["mem_keep"]
+    assert set(plan["passing_quality_bytes"]) == set(plan["passing_quality"])
+    assert by_rows["warnings"] == [] and by_tokens["warnings"] == []
+
+
+def test_a_target_missed_in_its_measure_is_a_warning():
+    targets = {"measured_by": "assistant_tokens",
+               "memorization_share": {"target_at_most": 0.7, "realised": {"rows": 0.69, "assistant_tokens": 0.8}},
+               "english_share": {"target_at_least": 0.75, "realised": {"rows": 0.8, "assistant_tokens": 0.74}}}
+    assert synth.target_warnings(targets, 100_000) == [
+        "memorization is 0.800 of the assistant tokens written, above synth.memorization_cap 0.7"]
+    assert synth.target_warnings(targets, 60) == []  # 0.1 is within chance on 60 rows
+    targets["measured_by"] = "rows"
+    assert synth.target_warnings(targets, 100_000) == []
+
+
+def test_a_plan_by_tokens_refuses_scans_that_did_not_weigh_the_rows(tmp_path):
+    (shard,) = write_synth_source(tmp_path, ["synth_001.parquet"], 50, 1337)
+    _, unweighed = synth.scan_shard(shard)
+    _, weighed = synth.scan_shard(shard, weigh=True)
+    assert "passing_bytes" in weighed and "passing_bytes" not in unweighed
+    with pytest.raises(ValueError, match="synth_001.parquet did not .*rerun their scan"):
+        synth.make_plan([unweighed], synth.SynthParams(shares_by="tokens"))

@@ -223,7 +223,7 @@ def test_plan_rates_are_computed_without_the_duplicates(tmp_path):
     pq.write_table(make_synth_table(rows), path)
     mask, summary = synth.scan_shard(path)
     pq.write_table(mask, tmp_path / "mask.parquet")
-    per_shard, removed = synth.find_duplicates([tmp_path / "mask.parquet"])
+    per_shard, removed, _ = synth.find_duplicates([tmp_path / "mask.parquet"])
     assert per_shard == [list(range(10, 40))]
     plan = synth.make_plan([summary], synth.SynthParams(memorization_cap=0.5, english_frac=0), removed)
     assert plan["passing_quality"] == {"memorization_english": 10, "memorization_other": 0,

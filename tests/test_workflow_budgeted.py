@@ -69,6 +69,9 @@ def test_one_command_builds_all_four(built):
     assert code["not_read"]["rows"] > 0 and math_["not_read"]["bytes"] > 0
     assert chat["budget"]["exhausted"] and chat["budget"]["target_total_tokens"] == 15_000_000
     assert (built["root"] / "out" / TARGETS["code"] / "input_shards_order.txt").is_file()
+    # config.yaml's read orders reach the jobs: spread for code and math, head for chat
+    assert [m["positions"]["order"] for m in (code, math_, chat)] == ["spread", "spread", "head"]
+    assert code["params"]["spread_block_rows"] == 1000 and math_["params"]["spread_block_bytes"] == 1 << 20
 
 
 def test_nothing_to_do_after_the_build(built):
@@ -83,11 +86,18 @@ def test_a_budget_change_reruns_only_that_builder(built, section):
         f"{section}_build": 1, TARGETS[section]: 1})
 
 
+def test_an_order_change_reruns_only_that_builder(built):
+    cfg = variant(built, "order_math", "math", order="head")
+    assert dry_run_jobs(built["project"], *ALL_FOUR, "--configfile", cfg) == with_checks({
+        "math_build": 1, TARGETS["math"]: 1})
+
+
 def test_standalone_script_with_one_thread_builds_the_same_dataset(built):
     out = built["root"] / "standalone" / TARGETS["code"]
     subprocess.run([sys.executable, str(built["project"] / "workflow_scripts" / "build_opencode_distill.py"),
                     "--input-dir", str(built["raw"] / "code"), "--output-dir", str(out),
-                    "--target-total-tokens", "12000", "--rows-per-file", "50", "--threads", "1"],
+                    "--target-total-tokens", "12000", "--rows-per-file", "50", "--threads", "1",
+                    "--order", "spread"],
                    check=True, capture_output=True)
     assert dataset_bytes(out) == dataset_bytes(built["root"] / "out" / TARGETS["code"])
 

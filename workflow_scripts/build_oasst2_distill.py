@@ -4,7 +4,8 @@
 One example per prompter message that has an acceptable reply: its best reply (lowest rank),
 with the thread from the root before it (earlier turns, unless --no-include-history); replies
 below a deleted or unreviewed message are dropped; non-English threads downsampled so that
-English is at least --english-frac; taken in read order (sorted files, then rows) until the
+English is at least --english-frac; taken in read order (sorted files, then rows; with --order
+spread, message trees in a seeded order) until the
 token budget (the real source runs out first):
     build_oasst2_distill.py --input-dir /data/raw_0/OpenAssistant__oasst2 \
         --output-dir /data/distillation_1/helpfulness_oasst2_15m
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     def source():
         files = budget.find_input_files(args.input_dir, "*.parquet", "--input-dir", recursive=True)
         return oasst2.Oasst2Source(files, params.english_frac, params.require_rank_zero, params.seed,
-                                   args.batch_size, params.include_history)
+                                   args.batch_size, params.include_history, params.order)
 
     budget.run_script(args, source, params)
 

@@ -49,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="leave the seed text (`Reference:`) out of the prompt")
     g.add_argument("--append-rag-sources", action="store_true",
                    help="append a rag row's <source_N> blocks to its prompt")
+    g.add_argument("--shares-by", choices=synth.SHARES_BY, default="rows",
+                   help="measure the memorization cap and the English target by rows, or by assistant tokens "
+                        "(estimated from the texts' bytes at plan time; the scan then also reads the reasoning)")
     g.add_argument("--no-result-check", dest="result_check", action="store_false",
                    help="keep math rows whatever result their answer states (no result_mismatch / no_result_stated)")
     add_encoding_args(p)
@@ -63,6 +66,7 @@ def params_of(args) -> synth.SynthParams:
         memorization_cap=args.memorization_cap, global_keep=args.global_keep,
         include_seed_text=args.include_seed_text, append_rag_sources=args.append_rag_sources,
         rows_per_file=args.rows_per_file, split_by=args.split_by, result_check=args.result_check,
+        shares_by=args.shares_by,
     )
 
 
@@ -84,7 +88,8 @@ def list_shards(args) -> list[Path]:
 
 def stage_scan(args, shard: Path, mask: Path, summary: Path) -> None:
     log.info("scanning %s", shard)
-    synth.write_scan(shard, mask, summary, args.batch_size, args.result_check, decontam.from_args(args))
+    synth.write_scan(shard, mask, summary, args.batch_size, args.result_check, weigh=args.shares_by == "tokens",
+                     matcher=decontam.from_args(args))
 
 
 def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[Path], plan_out: Path) -> dict:
@@ -92,8 +97,8 @@ def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[
         raise ValueError(f"--stage plan needs one --scan-mask and one --duplicates per --scan-summary "
                          f"({len(summaries)}), got {len(masks)} and {len(duplicates)}")
     scans = [synth.load_json(p) for p in summaries]
-    per_shard, removed = synth.find_duplicates(masks)
-    plan = synth.make_plan(scans, params_of(args), removed)
+    per_shard, removed, removed_bytes = synth.find_duplicates(masks)
+    plan = synth.make_plan(scans, params_of(args), removed, removed_bytes)
     for scan, rows, path in zip(scans, per_shard, duplicates):
         synth.write_duplicates(path, scan["shard"], rows)
     write_json(plan_out, plan)

@@ -33,6 +33,7 @@ from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG,
 from .io import SourceError
 from .progress import Progress
 from .schema import SPLITS
+from .spread import ORDERS, PositionHistogram, check_order
 from .stats import DatasetStats
 from .writer import assembled_aside, write_json
 
@@ -116,6 +117,8 @@ class BudgetParams:
     reasoning_effort: str = "high"
     rows_per_file: int = 2000
     split_by: str = "group"
+    # The fixed order rows are taken in (spread.py): the source's own, or seeded blocks.
+    order: str = "head"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +155,22 @@ class BudgetSource(ABC):
     def describe_not_read(self, rows_read: Sequence[int], stop: StopPoint | None) -> dict:
         """What the budget left unread, and what the number means."""
 
+    def read_order(self) -> dict:
+        """The manifest's description of the read order (`positions`): order and block."""
+        return {"order": "head"}
+
+    @property
+    def position_unit(self) -> str:
+        return "rows"
+
+    @abstractmethod
+    def position_extents(self) -> Sequence[int]:
+        """Each file's extent in `position_unit` (the histogram of positions spans their sum)."""
+
+    def source_position(self, batch: Batch, i: int) -> int:
+        """Where candidate `i` of the batch sits in its file, in `position_unit` (0-based)."""
+        return batch.positions[i]
+
     def check_stop(self, stop: StopPoint) -> None:
         """Called when the budget ended reading at `stop`: raise if what was read breaks a
         source limit that is otherwise judged at a file's end (e.g. math's bad-line share)."""
@@ -184,6 +203,9 @@ class CountedSource(BudgetSource):
     @abstractmethod
     def file_rows(self) -> Sequence[int]:
         """Rows (in the sense of `rows_meaning`) of each file, in read order."""
+
+    def position_extents(self):
+        return self.file_rows
 
     def describe_inputs(self, rows_read, stop):
         return [
@@ -227,6 +249,7 @@ class _Run:
     written_ids: set = field(default_factory=set)
     seen_content: set = field(default_factory=set)
     findings: decontam.Findings | None = None  # benchmark decontamination, when configured
+    positions: PositionHistogram | None = None
 
     def consume(self, batch: Batch) -> bool:
         """Take the batch's candidates in order; True once the budget is reached."""
@@ -246,10 +269,12 @@ class _Run:
                 item = Drop(DROP_DUPLICATE_ID, item.example.id, self._categories(item.example))
             if not isinstance(item, EncodedExample):
                 self._drop(item, batch, i)
+                self._place(batch, i, written=False)
                 continue
             self.written_ids.add(item.example.id)
             self.source.on_written(item)
             kept[item.split].append(item)
+            self._place(batch, i, written=True)
             self.total_tokens += item.total_tokens
             if self.total_tokens >= self.target:
                 self.stop = StopPoint(batch.file, batch.positions[i], batch.ends[i] if batch.ends else None)
@@ -274,6 +299,10 @@ class _Run:
                 items[i] = Drop(match.reason, f"{match.part}: {match.ngram}", self._categories(items[i]),
                                 (match, items[i].id))
         return items
+
+    def _place(self, batch: Batch, i: int, written: bool) -> None:
+        if self.positions is not None:
+            self.positions.add(batch.file, self.source.source_position(batch, i), written)
 
     def _unless_duplicate(self, item: Candidate) -> Candidate:
         """An example whose content was seen earlier in read order is `duplicate_content`
@@ -335,7 +364,9 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
         writers = SplitWriters(scratch, source.schema, params.rows_per_file, threads=encoder.renderer.num_threads)
         run = _Run(source, encoder, writers,
                    params.target_total_tokens, rows_read=[0] * len(source.files),
-                   findings=decontam.Findings(matcher) if matcher else None)
+                   findings=decontam.Findings(matcher) if matcher else None,
+                   positions=PositionHistogram(source.position_unit, source.position_extents(),
+                                               source.read_order()))
         batches = source.batches(batch_size)
         progress = Progress(f"{dataset}: rows read", total_tokens=params.target_total_tokens)
         try:
@@ -360,6 +391,7 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
             sampling_reasons=(*SAMPLING_REASONS, *source.by_design_reasons),
             extra={
                 "budget": run.budget_report(),
+                "positions": run.positions.report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
                 "rows_read_meaning": source.rows_meaning,
                 "drop_reasons": [*source.drop_reasons, *(matcher.reasons if matcher else ()), *DRIVER_DROP_REASONS],
@@ -433,6 +465,9 @@ def add_budget_args(parser: argparse.ArgumentParser, dataset_name: str, target_t
     parser.add_argument("--dataset-name", default=dataset_name, help="name recorded in the manifest")
     parser.add_argument("--target-total-tokens", type=int, default=target_total_tokens,
                         help="token budget, both splits; the row that crosses it is the last one taken")
+    parser.add_argument("--order", choices=ORDERS, default="head",
+                        help="the fixed order rows are taken in: head (the source's own order) or spread "
+                             "(blocks of rows in a seeded order over the whole source)")
     add_encoding_args(parser)
     decontam.add_args(parser)
 
@@ -443,7 +478,7 @@ def common_params(args: argparse.Namespace) -> dict:
         raise ValueError(f"--target-total-tokens must be at least 1, got {args.target_total_tokens}")
     return {"target_total_tokens": args.target_total_tokens, "max_seq_len": args.max_seq_len,
             "seed": args.seed, "train_frac": args.train_frac, "reasoning_effort": args.reasoning_level,
-            "rows_per_file": args.rows_per_file, "split_by": args.split_by}
+            "rows_per_file": args.rows_per_file, "split_by": args.split_by, "order": check_order(args.order)}
 
 
 def run_script(args: argparse.Namespace, make_source: Callable[[], BudgetSource], params: BudgetParams) -> dict:

@@ -59,16 +59,20 @@ def iter_parquet_batches(path: str | Path, columns: Sequence[str], batch_size: i
     """Yield Arrow record batches of `columns`; `string_columns` must be text-like (a clear
     error names the column otherwise)."""
     handle = open_parquet(path, columns, buffer_size=READ_BUFFER)
-    schema = handle.schema_arrow
+    check_string_columns(path, handle.schema_arrow, string_columns)
+    try:
+        yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"{describe(path)}: unreadable data ({exc})") from None
+
+
+def check_string_columns(path: str | Path, schema: pa.Schema, string_columns: Sequence[str]) -> None:
+    """Each of `string_columns` is text-like (a clear error names the column otherwise)."""
     for name in string_columns:
         kind = schema.field(name).type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
                 or pa.types.is_dictionary(kind)):
             raise SourceError(f"{describe(path)}: column {name} has type {kind}, expected string")
-    try:
-        yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
-    except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"{describe(path)}: unreadable data ({exc})") from None
 
 
 def plain_column(column: pa.Array) -> pa.Array:

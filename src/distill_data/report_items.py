@@ -155,6 +155,8 @@ def accounting_html(manifest: dict) -> str:
             ["target total tokens", budget.get("target_total_tokens")],
             ["total tokens written", budget.get("total_tokens")],
             ["stopped", "source exhausted" if budget.get("exhausted") else _where(budget.get("stopped_at"))]])]
+    if isinstance(manifest.get("positions"), dict):
+        body += positions_html(manifest["positions"])
     tokens = manifest.get("tokens", {})
     if tokens:
         rows = []
@@ -183,6 +185,20 @@ def accounting_html(manifest: dict) -> str:
                  _table([column, "rows", "share"],
                         [[k, _count(v), f"{_count(v) / total:.2%}"] for k, v in sorted(counts.items(), key=lambda kv: -_count(kv[1]))])]
     return _page(f"{name}: accounting", body)
+
+
+def positions_html(positions: dict) -> list[str]:
+    """Where in the source the rows read and written sit (spread.py): a table with a text bar."""
+    written = positions.get("rows_written") or []
+    read = positions.get("rows_read") or []
+    bins, extent = len(written), positions.get("extent") or 0
+    top = max(written, default=0) or 1
+    rows = [[f"{k * 100 // bins}-{(k + 1) * 100 // bins}%", r, w, "\u2588" * round(20 * w / top)]
+            for k, (r, w) in enumerate(zip(read, written))]
+    block = f", block: {positions['block']}" if positions.get("block") else ""
+    return [f"<h3>Where the rows come from (order {html.escape(str(positions.get('order')))}{html.escape(block)})</h3>",
+            f"<p>Equal bins of the source's {extent:,} {html.escape(str(positions.get('unit')))}, files in input order.</p>",
+            _table(["part of the source", "rows read", "rows written", ""], rows, 1)]
 
 
 # --- token histograms -----------------------------------------------------------------------

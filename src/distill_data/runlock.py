@@ -17,13 +17,20 @@ says what to check.
 from __future__ import annotations
 
 import atexit
+import binascii
 import json
 import os
 import socket
+from base64 import urlsafe_b64decode
 from pathlib import Path
 
 RUNS_DIR = "distill_runs"
 LOCKS_DIR = "locks"
+# Snakemake marks a job's outputs here while it runs (one file per output, named by the path's
+# urlsafe base64, split into folders prefixed "@" when longer than a file name may be).
+INCOMPLETE_DIR = "incomplete"
+# How many cut-off outputs the message names before "and N more".
+NAMED_OUTPUTS = 5
 
 
 def _alive(pid: int) -> bool:
@@ -78,11 +85,60 @@ def claim(snakemake_dir: str | os.PathLike = ".snakemake", pid: int | None = Non
             messages.append(
                 f"Removed the lock left by a killed run (pid {pids}, no longer running on {host}); "
                 "jobs it had cut off are redone (rerun-incomplete), finished ones are kept.")
+    resumed = incomplete_outputs(root)
+    if resumed:
+        named = ", ".join(resumed[:NAMED_OUTPUTS]) + (f" and {len(resumed) - NAMED_OUTPUTS} more"
+                                                      if len(resumed) > NAMED_OUTPUTS else "")
+        messages.append(
+            f"{len(resumed)} output{'s were' if len(resumed) > 1 else ' was'} left incomplete by an interrupted run "
+            f"({named}): {'their jobs are' if len(resumed) > 1 else 'its job is'} redone from the start "
+            "(rerun-incomplete; Snakemake's dry-run lists such a job as 'Forced execution', not a --forcerun).")
     own = runs / f"{host}-{pid}.json"
     own.write_text(json.dumps({"pid": pid, "host": host, "executor": None}))
     if register_exit:
         atexit.register(release, own)
     return messages
+
+
+def incomplete_outputs(snakemake_dir: str | os.PathLike = ".snakemake") -> list[str]:
+    """The outputs Snakemake marked as being written by a job that never finished, and that
+    exist (a marked output that does not exist is simply missing), sorted."""
+    root = Path(snakemake_dir) / INCOMPLETE_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for marker in root.rglob("*"):
+        if not marker.is_file() or marker.name.startswith("@"):
+            continue
+        parts = [p[1:] for p in marker.relative_to(root).parent.parts] + [marker.name]
+        try:
+            path = urlsafe_b64decode("".join(parts)).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            continue  # Snakemake's own bookkeeping files (e.g. migration_underway)
+        if os.path.exists(path):
+            found.append(path)
+    return sorted(found)
+
+
+def relabel_resumed_jobs(dag, settings) -> int:
+    """Give the jobs that rerun-incomplete redoes their real reason, "Incomplete output files:
+    …", instead of "Forced execution" (Snakemake forces them internally, and says so as if the
+    user had asked for a --forcerun). Jobs the user forced keep their label. Returns how many
+    were relabelled; Snakemake's scheduling is not touched (the reason is only shown)."""
+    resumed = {str(f) for f in getattr(dag, "forcefiles", ())} & set(incomplete_outputs(".snakemake"))
+    if not resumed or settings.forceall:
+        return 0
+    user_forced = set(settings.forcerun or ())
+    count = 0
+    for job in dag.needrun_jobs():
+        reason = dag.reason(job)
+        outputs = {str(f) for f in job.output} & resumed
+        if not outputs or not reason.forced or job.rule.name in user_forced:
+            continue
+        reason.forced = False
+        reason.incomplete_output.update(f for f in job.output if str(f) in outputs)
+        count += 1
+    return count
 
 
 def record_executor(snakemake_dir: str | os.PathLike, executor: str | None,

@@ -1,7 +1,9 @@
 """nvidia/Nemotron-Math-v2 (JSON lines) → `math_nemotron_v2_low_55m`: the source-specific parts.
 
-Each file is streamed line by line in binary (the real ones are tens of GB) and every line is
-parsed on its own: key order and the keys present differ between lines and files. Prompt = the
+Each file is streamed line by line in binary (the real ones are tens of GB) or, with
+`order: spread`, read in blocks of lines in a seeded order over all files (spread.py: one
+pass over the bytes finds the blocks, only the blocks taken are parsed); every line is parsed
+on its own: key order and the keys present differ between lines and files. Prompt = the
 first user message's `content`; analysis = the last assistant message's `reasoning_content`;
 final = that message's `content`. Lines are numbered from 1; each physical line is one row
 read. A blank line is a counted drop (`blank_line`) but not an unreadable line: only lines
@@ -18,7 +20,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .. import budget
+from .. import budget, spread
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..io import SourceError
 from ..schema import example_schema, source_type
@@ -57,6 +59,7 @@ class NemotronParams(budget.BudgetParams):
     target_total_tokens: int = 55_000_000
     drop_tool_rows: bool = True
     max_bad_line_frac: float = 0.01
+    spread_block_bytes: int = spread.DEFAULT_BLOCK_BYTES
 
 
 # --- one line --------------------------------------------------------------------------------
@@ -153,37 +156,53 @@ def _candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
 # --- one file --------------------------------------------------------------------------------
 
 class BadLineCounter:
-    """Unreadable lines of one file, and the error once they are too many."""
+    """Unreadable lines of one file, and the error once they are too many. Lines are counted in
+    read order: the n-th line read is line n in the head order, not in the spread order (where
+    `blocks` maps a line number to its place in the read order)."""
 
-    def __init__(self, path: Path, max_frac: float):
-        self.path, self.max_frac = path, max_frac
+    def __init__(self, path: Path, max_frac: float, spread_order: bool = False):
+        self.path, self.max_frac, self.spread_order = path, max_frac, spread_order
         self.lines = self.bad = 0
         self.first: tuple[int, str] | None = None
-        self.bad_lines: list[int] = []  # their numbers, to judge the part read when the budget stops
+        self.bad_lines: list[int] = []  # their places in the read order, to judge the part read when the budget stops
+        self.blocks: list[tuple[int, int, int]] = []  # spread: (first line, lines, lines read before) per block read
+
+    def start_block(self, block: spread.LineBlock) -> None:
+        self.blocks.append((block.first_line, block.lines, self.lines))
 
     def add(self, line: int, item) -> SourceError | None:
         """Count a line; at an unreadable one past EARLY_CHECK_LINES, the error if too many."""
-        self.lines = line
+        self.lines += 1
         if not (isinstance(item, budget.Drop) and item.reason in UNREADABLE):
             return None
         self.bad += 1
-        self.bad_lines.append(line)
+        self.bad_lines.append(self.lines)
         self.first = self.first or (line, f"{item.reason}: {item.detail}")
-        return self.check() if line >= EARLY_CHECK_LINES else None
+        return self.check() if self.lines >= EARLY_CHECK_LINES else None
+
+    def read_rank(self, line: int) -> int:
+        """How many lines of the file were read up to and including `line`."""
+        for first, count, before in self.blocks:
+            if first <= line < first + count:
+                return before + line - first + 1
+        return line
 
     def check_until(self, line: int) -> SourceError | None:
-        """The share judged on lines 1..`line` (the budget stopped reading there), as at a file's
-        end: the lines read past it, in the same batch, do not count (batch size never matters)."""
-        bad = bisect.bisect_right(self.bad_lines, line)
-        return self.check(bad, line)
+        """The share judged on the lines read up to `line` (the budget stopped reading there), as
+        at a file's end: the lines read past it, in the same batch, do not count (batch size
+        never matters)."""
+        read = self.read_rank(line)
+        bad = bisect.bisect_right(self.bad_lines, read)
+        return self.check(bad, read)
 
     def check(self, bad: int | None = None, lines: int | None = None) -> SourceError | None:
         bad = self.bad if bad is None else bad
         lines = self.lines if lines is None else lines
         if bad <= self.max_frac * lines:
             return None
+        which = f"{lines} lines read (spread order)" if self.spread_order else f"the first {lines} lines"
         return SourceError(
-            f"{self.path}: {bad} of the first {lines} lines are unreadable (not a JSON object), "
+            f"{self.path}: {bad} of {which} are unreadable (not a JSON object), "
             f"more than {self.max_frac:.2%}; first at line {self.first[0]} ({self.first[1]}). "
             "Is this a JSON-lines file? (the limit is math.max_bad_line_frac)")
 
@@ -195,27 +214,74 @@ def open_jsonl(path: Path):
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def file_batches(index: int, path: Path, batch_size: int, drop_tool_rows: bool,
-                 max_bad_line_frac: float, counter: BadLineCounter | None = None) -> Iterator[budget.Batch]:
-    counter = counter or BadLineCounter(path, max_bad_line_frac)
-    positions, items, ends = [], [], []
+def file_lines(handle) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, raw line, byte offset just after it), the whole file in order."""
     offset = 0
-    with open_jsonl(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            offset += len(raw)
+    for number, raw in enumerate(handle, start=1):
+        offset += len(raw)
+        yield number, raw, offset
+
+
+class LineBatcher:
+    """Lines of one file → candidates in batches; the bad-line counter sees each line taken."""
+
+    def __init__(self, index: int, counter: BadLineCounter, batch_size: int, drop_tool_rows: bool):
+        self.index, self.counter, self.batch_size, self.drop_tool_rows = index, counter, batch_size, drop_tool_rows
+        self.positions, self.items, self.ends = [], [], []
+
+    def take(self, lines: Iterator[tuple[int, bytes, int]]) -> Iterator[budget.Batch]:
+        for number, raw, end in lines:
             if number == 1 and raw.startswith(UTF8_BOM):  # some editors and tools write one
                 raw = raw[len(UTF8_BOM):]
             parsed = parse_line(raw)
-            item = candidate(parsed, drop_tool_rows) if isinstance(parsed, dict) else parsed
-            positions.append(number)
-            items.append(item)
-            ends.append(offset)
-            error = counter.add(number, item)
-            if error or len(items) >= batch_size:
-                yield budget.Batch(index, positions, items, ends, error_after=error)
-                positions, items, ends = [], [], []
+            item = candidate(parsed, self.drop_tool_rows) if isinstance(parsed, dict) else parsed
+            self.positions.append(number)
+            self.items.append(item)
+            self.ends.append(end)
+            error = self.counter.add(number, item)
+            if error or len(self.items) >= self.batch_size:
+                yield self.flush(error)
+
+    def flush(self, error: Exception | None = None) -> budget.Batch:
+        batch = budget.Batch(self.index, self.positions, self.items, self.ends, error_after=error)
+        self.positions, self.items, self.ends = [], [], []
+        return batch
+
+
+def file_batches(index: int, path: Path, batch_size: int, drop_tool_rows: bool,
+                 max_bad_line_frac: float, counter: BadLineCounter | None = None) -> Iterator[budget.Batch]:
+    counter = counter or BadLineCounter(path, max_bad_line_frac)
+    batcher = LineBatcher(index, counter, batch_size, drop_tool_rows)
+    with open_jsonl(path) as handle:
+        yield from batcher.take(file_lines(handle))
     # The whole file is judged at its end, however small.
-    yield budget.Batch(index, positions, items, ends, error_after=counter.check())
+    yield batcher.flush(counter.check())
+
+
+def spread_batches(paths: Sequence[Path], plan: list[list[spread.LineBlock]],
+                   order: Sequence[tuple[int, int]], batch_size: int, drop_tool_rows: bool,
+                   counters: dict) -> Iterator[budget.Batch]:
+    """The blocks of every file in the seeded `order` (lines of a block in file order); a
+    file is judged at its end, when its last block has been read."""
+    handles = {}
+    left = [len(blocks) for blocks in plan]
+    batchers = {f: LineBatcher(f, counters[f], batch_size, drop_tool_rows) for f in range(len(paths))}
+    current = None
+    try:
+        for f, k in order:
+            if current is not None and current != f and batchers[current].items:
+                yield batchers[current].flush()
+            current = f
+            if f not in handles:
+                handles[f] = open_jsonl(paths[f])
+            counters[f].start_block(plan[f][k])
+            yield from batchers[f].take(spread.block_lines(handles[f], plan[f][k]))
+            left[f] -= 1
+            if not left[f]:
+                yield batchers[f].flush(counters[f].check())
+    finally:
+        for handle in handles.values():
+            handle.close()
 
 
 class NemotronSource(budget.BudgetSource):
@@ -227,7 +293,8 @@ class NemotronSource(budget.BudgetSource):
     position_name = "line"
     rows_meaning = "lines of the JSON-lines files (one row per line, blank and unreadable lines included)"
 
-    def __init__(self, files: Sequence[str | Path], drop_tool_rows: bool, max_bad_line_frac: float):
+    def __init__(self, files: Sequence[str | Path], drop_tool_rows: bool, max_bad_line_frac: float,
+                 order: str = "head", block_bytes: int = spread.DEFAULT_BLOCK_BYTES, seed: int = 1337):
         if not files:
             raise SourceError("no Nemotron-Math JSON-lines input file given")
         super().__init__(files)
@@ -236,21 +303,87 @@ class NemotronSource(budget.BudgetSource):
                 raise SourceError(f"{path}: no such JSON-lines file")
         self.drop_tool_rows = drop_tool_rows
         self.max_bad_line_frac = max_bad_line_frac
+        self.order, self.block_bytes, self.seed = spread.check_order(order), block_bytes, seed
+        self.plan: list[list[spread.LineBlock]] = []
+        self.lines: list[int] = []
+        self.block_order: list[tuple[int, int]] = []
+        if self.order == "spread":  # one pass over each file's bytes: its lines' blocks
+            for path in self.files:
+                blocks, lines = spread.line_blocks(path, block_bytes)
+                self.plan.append(blocks)
+                self.lines.append(lines)
+            keys = [(f, k) for f, blocks in enumerate(self.plan) for k in range(len(blocks))]
+            ranks = spread.seeded_order([f"{self.names[f]}:{k}" for f, k in keys], seed)
+            self.block_order = [keys[r] for r in ranks]
+
+    def read_order(self) -> dict:
+        if self.order == "head":
+            return {"order": "head"}
+        return {"order": "spread", "block": f"the lines starting in one {self.block_bytes}-byte window of a file",
+                "blocks": len(self.block_order), "seed": self.seed,
+                "within_block": "file order"}
+
+    @property
+    def position_unit(self) -> str:
+        return "bytes"
+
+    def position_extents(self):
+        return [path.stat().st_size for path in self.files]
+
+    def source_position(self, batch, i):
+        return batch.ends[i] - 1
 
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
-        self.counters = {}
+        spreading = self.order == "spread"
+        self.counters = {i: BadLineCounter(p, self.max_bad_line_frac, spreading) for i, p in enumerate(self.files)}
+        if spreading:
+            yield from spread_batches(self.files, self.plan, self.block_order, batch_size,
+                                      self.drop_tool_rows, self.counters)
+            return
         for index, path in enumerate(self.files):
-            self.counters[index] = BadLineCounter(path, self.max_bad_line_frac)
             yield from file_batches(index, path, batch_size, self.drop_tool_rows, self.max_bad_line_frac,
                                     self.counters[index])
 
     def check_stop(self, stop: budget.StopPoint) -> None:
-        """The budget ended reading in a file: its bad-line limit holds for the part read."""
+        """The budget ended reading in a file: its bad-line limit holds for the part read (in
+        the spread order, every file was partly read: each is judged on its lines read)."""
         error = self.counters[stop.file].check_until(stop.position)
+        if error is None and self.order == "spread":
+            error = next((e for f, c in self.counters.items() if f != stop.file for e in [c.check()] if e), None)
         if error is not None:
             raise error
 
+    def spread_bytes_read(self, stop: budget.StopPoint | None) -> list[int]:
+        """Bytes of each file in the blocks read before the stop, and of the stop's block up to it."""
+        if stop is None:
+            return [path.stat().st_size for path in self.files]
+        done = [0] * len(self.files)
+        for f, k in self.block_order:
+            block = self.plan[f][k]
+            if f == stop.file and block.first_line <= stop.position < block.first_line + block.lines:
+                done[f] += stop.end - block.start
+                break
+            done[f] += block.end - block.start
+        return done
+
     def describe_inputs(self, rows_read, stop):
+        if self.order == "spread":
+            return self._describe_spread_inputs(rows_read, stop)
+        return self._describe_head_inputs(rows_read, stop)
+
+    def _describe_spread_inputs(self, rows_read, stop):
+        inputs = []
+        for path, name, lines, done, read in zip(self.files, self.names, self.lines, rows_read,
+                                                 self.spread_bytes_read(stop)):
+            size = path.stat().st_size
+            entry = {"path": name, "bytes": size, "lines_read": done, "rows": lines,
+                     "read": budget.read_status(read, size) if size else budget.read_status(done, lines)}
+            if entry["read"] == "partial":
+                entry["bytes_read"] = read
+            inputs.append(entry)
+        return inputs
+
+    def _describe_head_inputs(self, rows_read, stop):
         inputs = []
         for index, (path, name, lines) in enumerate(zip(self.files, self.names, rows_read)):
             size = path.stat().st_size
@@ -265,6 +398,19 @@ class NemotronSource(budget.BudgetSource):
         return inputs
 
     def describe_not_read(self, rows_read, stop):
+        if self.order == "spread":
+            files = [{"path": name, "bytes": path.stat().st_size - read, "rows": lines - done}
+                     for path, name, lines, done, read in zip(self.files, self.names, self.lines, rows_read,
+                                                              self.spread_bytes_read(stop))]
+            files = [f for f in files if f["bytes"]]
+            return {
+                "rows": sum(f["rows"] for f in files),
+                "bytes": sum(f["bytes"] for f in files),
+                "meaning": "lines and bytes of the JSON-lines files never read because the token budget "
+                           "was reached (spread order: the blocks after the stop, and the rest of the "
+                           "stop's block); exact, counted from the line index",
+                "files": files,
+            }
         files = []
         if stop is not None:
             files.append({"path": self.names[stop.file],
@@ -284,6 +430,7 @@ class NemotronSource(budget.BudgetSource):
 
 def build(input_files: Sequence[str | Path], output_dir: str | Path, encoder: ExampleEncoder,
           params: NemotronParams, dataset: str = "math_nemotron_v2_low_55m", batch_size: int = 4096) -> dict:
-    source = NemotronSource(input_files, params.drop_tool_rows, params.max_bad_line_frac)
+    source = NemotronSource(input_files, params.drop_tool_rows, params.max_bad_line_frac, params.order,
+                            params.spread_block_bytes, params.seed)
     return budget.build(source, encoder, params, dataset=dataset, dataset_dir=Path(output_dir),
                         batch_size=batch_size)

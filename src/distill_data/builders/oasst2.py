@@ -23,7 +23,9 @@ The rows of this dataset are assistant replies (each one is an example or droppe
 reason); prompter messages are counted apart. The source is small (135k messages), so it is
 read twice: a first pass keeps the thread structure (flags of every message, text of every
 prompter and of every reply that has a follow-up), the second streams the replies in read
-order (sorted file paths, then row order) to the budget driver.
+order (sorted file paths, then row order) to the budget driver; with `order: spread` the second
+pass builds every reply's candidate first and hands them over by message tree, the trees in the
+seeded order u(tree id, seed, "spread") (spread.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import pyarrow as pa
 
-from .. import budget
+from .. import budget, spread
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..hashing import content_digest, unit_hash
 from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
@@ -176,8 +178,9 @@ class Oasst2Source(budget.CountedSource):
                   "common.train_frac sets the validation share")
 
     def __init__(self, files: Sequence[str | Path], english_frac: float, require_rank_zero: bool,
-                 seed: int, batch_size: int = 4096, include_history: bool = True):
+                 seed: int, batch_size: int = 4096, include_history: bool = True, order: str = "head"):
         super().__init__(sorted(str(f) for f in files))
+        self.order = spread.check_order(order)
         self.english_frac, self.require_rank_zero, self.seed = english_frac, require_rank_zero, seed
         self.include_history = include_history
         self.messages = [Counter() for _ in self.files]   # per file: role -> messages
@@ -334,9 +337,44 @@ class Oasst2Source(budget.CountedSource):
     def file_rows(self) -> Sequence[int]:
         return [len(replies) for replies in self.replies]
 
+    def read_order(self) -> dict:
+        if self.order == "head":
+            return {"order": "head"}
+        return {"order": "spread", "block": "the replies of one message tree (message_tree_id)",
+                "seed": self.seed, "within_block": "file order"}
+
+    def position_extents(self):
+        return [sum(counts.values()) for counts in self.messages]   # every parquet row
+
+    def batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        if self.order == "head":
+            for index, positions, items, _ in self._replies(batch_size):
+                yield budget.Batch(index, positions, items)
+            return
+        yield from self._spread_batches(batch_size)
+
+    def _spread_batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        """Every reply's candidate (kept in memory: the source is small), then the message trees
+        in the seeded order u(tree id, seed, "spread"), a tree's replies in file order."""
+        rows = []   # (tree, file, row, candidate)
+        for index, positions, items, trees in self._replies(batch_size):
+            rows += zip(trees, [index] * len(items), positions, items)
+        tree_ids = sorted({tree for tree, _, _, _ in rows})
+        rank = {tree_ids[r]: n for n, r in enumerate(spread.seeded_order(tree_ids, self.seed))}
+        rows.sort(key=lambda row: rank[row[0]])   # stable: file order within a tree
+        batch = []
+        for row in rows:
+            if batch and (len(batch) >= batch_size or batch[-1][1] != row[1]):
+                yield budget.Batch(batch[0][1], [r[2] for r in batch], [r[3] for r in batch])
+                batch = []
+            batch.append(row)
+        if batch:
+            yield budget.Batch(batch[0][1], [r[2] for r in batch], [r[3] for r in batch])
+
     # pass 2: the replies, in read order. A reply dropped by its verdict or the English target
     # needs only its id and lang: the other columns are made Python strings for the rest only.
-    def batches(self, batch_size: int) -> Iterator[budget.Batch]:
+    def _replies(self, batch_size: int) -> Iterator[tuple[int, list, list, list]]:
+        """(file, rows, candidates, tree ids) of the replies of each parquet batch, in file order."""
         for index, path in enumerate(self.files):
             replies = iter(self.replies[index])
             row = 0
@@ -344,9 +382,10 @@ class Oasst2Source(budget.CountedSource):
                 n = raw.num_rows
                 roles = plain_column(raw.column("role")).to_pylist()
                 ids = plain_column(raw.column("message_id")).to_pylist()
+                tree_column = plain_column(raw.column("message_tree_id")).to_pylist()
                 lang_codes, langs = category_codes(raw.column("lang"))
                 categories = [{"lang": lang} for lang in langs]
-                positions, items, full = [], [], []
+                positions, items, full, trees = [], [], [], []
                 for i in range(n):
                     if clean_text(roles[i]) != "assistant":
                         continue
@@ -355,6 +394,7 @@ class Oasst2Source(budget.CountedSource):
                         raise SourceError(f"{path}: row {row + i} is not the reply read by the first pass; "
                                           "the file changed during the build")
                     positions.append(row + i)
+                    trees.append(clean_text(tree_column[i]) or reply.message_id)   # no tree: a tree of its own
                     dropped = self._early_drop(reply, categories[lang_codes[i]])
                     if dropped is None:
                         full.append((len(items), i, reply))
@@ -366,7 +406,7 @@ class Oasst2Source(budget.CountedSource):
                         items[k] = self._candidate(reply, {c: cols[c][j] for c in REPLY_COLUMNS})
                 row += n
                 if items:
-                    yield budget.Batch(index, positions, items)
+                    yield index, positions, items, trees
 
     def _early_drop(self, reply: Reply, categories: dict) -> budget.Drop | None:
         """The drop of a reply that `_candidate` would drop before looking at its texts, or None."""
@@ -461,6 +501,6 @@ def build(input_dir: str | Path, output_dir: str | Path, encoder: ExampleEncoder
           dataset: str = "helpfulness_oasst2_15m", batch_size: int = 4096) -> dict:
     files = budget.find_input_files(input_dir, "*.parquet", "oasst2 input folder", recursive=True)
     source = Oasst2Source(files, params.english_frac, params.require_rank_zero, params.seed, batch_size,
-                          params.include_history)
+                          params.include_history, params.order)
     return budget.build(source, encoder, params, dataset=dataset, dataset_dir=Path(output_dir),
                         batch_size=batch_size)

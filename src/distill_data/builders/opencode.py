@@ -3,7 +3,8 @@
 Prompt = `input`, final = `output`, no analysis. Only rows whose `average_test_score` is 1.0
 (all ten unit tests passed) are kept; the score is `double` in the real shards and a string in
 copies saved through `datasets`, so both are accepted, in the same run too. Shards are read in
-`random.Random(seed).shuffle(sorted(paths))` order when shuffled (the original builds' order);
+`random.Random(seed).shuffle(sorted(paths))` order when shuffled (the original builds' order),
+or with `order: spread` as slices of rows of the sorted shards in a seeded order (spread.py);
 the budget driver (budget.py) does the rest.
 """
 
@@ -19,7 +20,7 @@ from typing import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import budget
+from .. import budget, spread
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
@@ -52,6 +53,7 @@ COLUMNS = TEXT_COLUMNS + (SCORE_COLUMN,)
 class OpenCodeParams(budget.BudgetParams):
     target_total_tokens: int = 55_000_000
     shuffle_shards: bool = True
+    spread_block_rows: int = spread.DEFAULT_BLOCK_ROWS
 
 
 # --- row rules -------------------------------------------------------------------------------
@@ -197,27 +199,58 @@ class OpenCodeSource(budget.CountedSource):
     drop_reasons = DROP_REASONS
     by_design_reasons = (DROP_IMPERFECT_TESTS,)  # only rows passing every test are wanted (~36% of the source)
 
-    def __init__(self, shards: Sequence[str | Path], shuffle: bool, seed: int):
-        super().__init__(shard_order(shards, shuffle, seed))
-        self.shuffle = shuffle
+    def __init__(self, shards: Sequence[str | Path], shuffle: bool, seed: int, order: str = "head",
+                 block_rows: int = spread.DEFAULT_BLOCK_ROWS):
+        # spread: the shards sorted (the positions' order); the slices, not the shards, are shuffled
+        self.order = spread.check_order(order)
+        super().__init__(shard_order(shards, shuffle and self.order == "head", seed))
+        self.shuffle, self.seed, self.block_rows = shuffle and self.order == "head", seed, block_rows
         rows = []
         for path in self.files:  # fail on a wrong shard before hours of work, not after
             handle = open_parquet(path, COLUMNS)
             check_score_type(path, handle.schema_arrow.field(SCORE_COLUMN).type)
             rows.append(handle.metadata.num_rows)
         self._rows = rows
+        self.block_order: list[tuple[int, int, int]] = []   # spread: (shard, first row, end row)
+        if self.order == "spread":
+            slices = [(f, a, b) for f, n in enumerate(rows) for a, b in spread.row_slices(n, block_rows)]
+            ranks = spread.seeded_order([f"{self.names[f]}:{a // block_rows}" for f, a, _ in slices], seed)
+            self.block_order = [slices[r] for r in ranks]
 
     @property
     def file_rows(self) -> Sequence[int]:
         return self._rows
 
+    def read_order(self) -> dict:
+        if self.order == "head":
+            return {"order": "head"}
+        return {"order": "spread", "block": f"{self.block_rows} consecutive rows of a shard",
+                "blocks": len(self.block_order), "seed": self.seed, "within_block": "file order"}
+
     def batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        if self.order == "spread":
+            yield from self._spread_batches(batch_size)
+            return
         for index, path in enumerate(self.files):
             row = 0
             for raw in iter_parquet_batches(path, COLUMNS, batch_size, string_columns=TEXT_COLUMNS):
                 n = raw.num_rows
                 yield budget.Batch(index, range(row, row + n), judge_batch(raw))
                 row += n
+
+    def _spread_batches(self, batch_size: int) -> Iterator[budget.Batch]:
+        """The slices in their seeded order, each read through the row groups holding it."""
+        readers: dict[int, spread.ParquetSlices] = {}
+        last = None
+        for index, start, stop in self.block_order:
+            if index not in readers:
+                readers[index] = spread.ParquetSlices(self.files[index], COLUMNS, TEXT_COLUMNS)
+            if last is not None and last != index:
+                readers[last].forget()   # one decoded row group in memory at a time
+            last = index
+            for offset, raw in spread.record_batches(readers[index].read(start, stop), batch_size):
+                first = start + offset
+                yield budget.Batch(index, range(first, first + raw.num_rows), judge_batch(raw))
 
     def manifest_extra(self) -> dict:
         return {"shard_order": {"shuffled": self.shuffle, "file": SHARD_ORDER_FILE}}
@@ -229,6 +262,6 @@ class OpenCodeSource(budget.CountedSource):
 def build(input_dir: str | Path, output_dir: str | Path, encoder: ExampleEncoder, params: OpenCodeParams,
           dataset: str = "code_opencodeinstruct_55m", batch_size: int = 4096) -> dict:
     shards = budget.find_input_files(input_dir, "*.parquet", "OpenCodeInstruct input folder")
-    source = OpenCodeSource(shards, params.shuffle_shards, params.seed)
+    source = OpenCodeSource(shards, params.shuffle_shards, params.seed, params.order, params.spread_block_rows)
     return budget.build(source, encoder, params, dataset=dataset, dataset_dir=Path(output_dir),
                         batch_size=batch_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -55,6 +56,12 @@ DROP_REASONS = (DROP_MISSING_ID, DROP_MISSING_QUERY, DROP_EMPTY_ANSWER, DROP_FAI
                 DROP_ENGLISH_TARGET, DROP_GLOBAL_KEEP, DROP_ENCODING_ERROR, DROP_TOO_LONG)
 
 SCAN_COLUMNS = ("synth_id", "language", "exercise", "query", "synthetic_answer", "constraints")
+# What the row's assistant tokens are estimated from when the targets hold by tokens
+# (`shares_by: tokens`): the UTF-8 bytes of its reasoning and answer, read by the scan.
+WEIGHT_COLUMNS = ("synthetic_reasoning", "synthetic_answer")
+# How the memorization cap and the English target are measured: share of the kept rows, or of
+# their assistant tokens (estimated at plan time from bytes; the manifest reports both realised).
+SHARES_BY = ("rows", "tokens")
 ENCODE_COLUMNS = ("synth_id", "language", "exercise", "query", "query_seed_text", "constraints",
                   "synthetic_reasoning", "synthetic_answer")
 # Per row: the quality verdict, the plan's categories, and (rows passing quality only) the
@@ -85,6 +92,7 @@ class SynthParams:
     rows_per_file: int = 2000
     split_by: str = "group"
     result_check: bool = True
+    shares_by: str = "rows"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -118,10 +126,11 @@ def quality_drop(synth_id, query, answer, constraints, exercise=None, result_che
 # --- scan ------------------------------------------------------------------------------------
 
 def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True,
-               matcher: decontam.Matcher | None = None) -> tuple[pa.Table, dict]:
-    """Per-row quality verdicts (the mask) and the counts the plan needs. With `matcher`, a row
-    passing the quality filters whose query (prompt), synthetic_reasoning (analysis, read only
-    when compared) or synthetic_answer (final) shares an n-gram with a benchmark gets
+               weigh: bool = False, matcher: decontam.Matcher | None = None) -> tuple[pa.Table, dict]:
+    """Per-row quality verdicts (the mask) and the counts the plan needs; with `weigh`, also each
+    row's assistant bytes (mask column `assistant_bytes`, summary `passing_bytes`). With `matcher`,
+    a row passing the quality filters whose query (prompt), synthetic_reasoning (analysis, read
+    only when compared) or synthetic_answer (final) shares an n-gram with a benchmark gets
     `benchmark_<name>` as its verdict, so the plan's rates are computed without it."""
     columns = (*SCAN_COLUMNS, "synthetic_reasoning") if matcher and "analysis" in matcher.compare else SCAN_COLUMNS
     findings = decontam.Findings(matcher) if matcher else None
@@ -152,9 +161,34 @@ def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True,
         "quality_drops": dict(sorted(Counter(d for d in drops if d).items())),
         "passing": passing_counts(passing),
     }
+    if weigh:
+        weights = assistant_bytes(path, batch_size)
+        mask = mask.append_column("assistant_bytes", pa.array(weights))
+        passing_bytes = Counter()
+        for d, m, e, w in zip(drops, memorization, english, weights.tolist()):
+            if d is None:
+                passing_bytes[(m, e)] += w
+        summary["passing_bytes"] = passing_counts(passing_bytes)
     if findings:
         summary["decontamination"] = findings.section()
     return mask, summary
+
+
+def assistant_bytes(path: Path, batch_size: int) -> np.ndarray:
+    """Each row's reasoning and answer in UTF-8 bytes (a missing text counts 0), from Arrow's
+    lengths: no Python string is made."""
+    handle = open_parquet(path, WEIGHT_COLUMNS)
+    parts = []
+    for batch in handle.iter_batches(batch_size=batch_size, columns=list(WEIGHT_COLUMNS)):
+        total = np.zeros(batch.num_rows, np.int64)
+        for name, column in zip(WEIGHT_COLUMNS, batch.columns):
+            try:
+                lengths = pc.binary_length(column)
+            except pa.ArrowNotImplementedError:
+                raise SourceError(f"{describe(path)}: column {name} is {column.type}, not text") from None
+            total += pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        parts.append(total)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def flag_benchmarks(findings: decontam.Findings, shard: str, cols: dict, first: int, drops: list, contents: list) -> None:
@@ -188,8 +222,8 @@ def passing_counts(passing: Counter) -> dict:
 
 
 def write_scan(path: Path, mask_out: Path, summary_out: Path, batch_size: int, result_check: bool = True,
-               matcher: decontam.Matcher | None = None) -> None:
-    mask, summary = scan_shard(path, batch_size, result_check, matcher)
+               weigh: bool = False, matcher: decontam.Matcher | None = None) -> None:
+    mask, summary = scan_shard(path, batch_size, result_check, weigh, matcher)
     Path(mask_out).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(mask, Path(mask_out))
     write_json(summary_out, summary)
@@ -220,28 +254,48 @@ def solve_rates(passing: dict, memorization_cap: float, english_frac: float) -> 
     return mem_keep, non_en_keep
 
 
-def make_plan(summaries: Sequence[dict], params: SynthParams, duplicates: Counter | None = None) -> dict:
+def make_plan(summaries: Sequence[dict], params: SynthParams, duplicates: Counter | None = None,
+              duplicate_bytes: Counter | None = None) -> dict:
     """Sampling rates from the rows that pass quality, less the `duplicate_content` rows
-    (`duplicates`: their counts by (memorization, english), from ``find_duplicates``)."""
+    (`duplicates`: their counts by (memorization, english), from ``find_duplicates``).
+
+    With `shares_by: tokens` the rates are solved on the rows' assistant bytes (the scans'
+    `passing_bytes`, less `duplicate_bytes`) instead of their counts, so that the targets hold
+    for the share of assistant tokens, as far as bytes predict tokens."""
     passing, quality_drops = Counter(), Counter()
     for summary in summaries:
         passing.update(summary["passing"])
         quality_drops.update(summary["quality_drops"])
     removed = passing_counts(duplicates or Counter())
     passing.subtract(removed)
-    mem_keep, non_en_keep = solve_rates(passing, params.memorization_cap, params.english_frac)
+    weights = passing
+    if params.shares_by == "tokens":
+        missing = [s.get("shard", "?") for s in summaries if "passing_bytes" not in s]
+        if missing:
+            raise ValueError(f"synth: shares_by tokens needs scans that weighed the rows, and the scans of "
+                             f"{', '.join(missing)} did not (scanned with --shares-by rows): rerun their scan")
+        weights = Counter()
+        for summary in summaries:
+            weights.update(summary["passing_bytes"])
+        weights.subtract(passing_counts(duplicate_bytes or Counter()))
+    mem_keep, non_en_keep = solve_rates(weights, params.memorization_cap, params.english_frac)
     check_targets(passing, mem_keep, non_en_keep, params, quality_drops)
-    return {
+    plan = {
         "passing_quality": dict(sorted(passing.items())),
         "duplicate_content": sum(removed.values()),
         "memorization_cap": params.memorization_cap,
         "english_frac": params.english_frac,
+        "shares_by": params.shares_by,
         "mem_keep": mem_keep,
         "non_en_keep": non_en_keep,
         "global_keep": params.global_keep,
         "seed": params.seed,
         "expected": expected_shares(passing, mem_keep, non_en_keep, params.global_keep),
     }
+    if params.shares_by == "tokens":
+        plan["passing_quality_bytes"] = dict(sorted(weights.items()))
+        plan["expected_by_bytes"] = expected_shares(weights, mem_keep, non_en_keep, params.global_keep)
+    return plan
 
 
 def sampling_drop(key: str, memorization: bool, english: bool, plan: dict) -> str | None:
@@ -257,18 +311,20 @@ def sampling_drop(key: str, memorization: bool, english: bool, plan: dict) -> st
 
 # --- duplicates and targets (plan) ------------------------------------------------------------
 
-def find_duplicates(mask_paths: Sequence[Path]) -> tuple[list[list[int]], Counter]:
+def find_duplicates(mask_paths: Sequence[Path]) -> tuple[list[list[int]], Counter, Counter]:
     """`duplicate_content`: rows whose normalized query and answer equal an earlier row's, among
     the rows that pass quality, in shard-list order then row order (the first is kept).
 
-    Returns each shard's duplicate rows (0-based, ascending) and their counts by
-    (memorization, english). Shards are encoded as separate jobs; deciding here, from all
+    Returns each shard's duplicate rows (0-based, ascending), their counts by
+    (memorization, english), and their assistant bytes likewise (scans that weighed rows only). Shards are encoded as separate jobs; deciding here, from all
     scans, makes the result the same however the jobs are split. Memory: about 50 bytes per
     passing row (16-byte digests, sorted with numpy)."""
     digests, positions = [], []
     categories = {}
     for index, path in enumerate(mask_paths):
-        table = pq.read_table(path, columns=["content", "memorization", "english"])
+        wanted = ["content", "memorization", "english"]
+        weighed = "assistant_bytes" in pq.read_schema(path).names
+        table = pq.read_table(path, columns=wanted + ["assistant_bytes"] * weighed)
         content = table.column("content").combine_chunks()
         valid = np.flatnonzero(content.is_valid().to_numpy(zero_copy_only=False))
         if not len(valid):
@@ -277,11 +333,13 @@ def find_duplicates(mask_paths: Sequence[Path]) -> tuple[list[list[int]], Counte
         digests.append(data[2 * content.offset:].reshape(-1, 2)[valid])
         positions.append((np.int64(index) << 32) | valid.astype(np.int64))  # read order, ascending
         categories[index] = (table.column("memorization").to_numpy(zero_copy_only=False),
-                             table.column("english").to_numpy(zero_copy_only=False))
+                             table.column("english").to_numpy(zero_copy_only=False),
+                             table.column("assistant_bytes").to_numpy() if weighed else None)
     per_shard: list[list[int]] = [[] for _ in mask_paths]
     removed: Counter = Counter()
+    removed_bytes: Counter = Counter()
     if not digests:
-        return per_shard, removed
+        return per_shard, removed, removed_bytes
     digest = np.concatenate(digests)
     del digests
     position = np.concatenate(positions)
@@ -295,9 +353,12 @@ def find_duplicates(mask_paths: Sequence[Path]) -> tuple[list[list[int]], Counte
     for pos in later.tolist():
         shard, row = pos >> 32, pos & 0xFFFFFFFF
         per_shard[shard].append(row)
-        memorization, english = categories[shard]
-        removed[(bool(memorization[row]), bool(english[row]))] += 1
-    return per_shard, removed
+        memorization, english, weight = categories[shard]
+        cell = (bool(memorization[row]), bool(english[row]))
+        removed[cell] += 1
+        if weight is not None:
+            removed_bytes[cell] += int(weight[row])
+    return per_shard, removed, removed_bytes
 
 
 def expected_shares(passing: dict, mem_keep: float, non_en_keep: float, global_keep: float) -> dict:
@@ -529,6 +590,7 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
     require_train_rows(dataset, stats, EMPTY_HINT)
     # Names in the subset folder, not machine paths: moving the folder changes no byte.
     inputs = [{"path": Path(p).name, "bytes": s["bytes"], "rows": s["rows"]} for p, s in zip(input_paths, scan_summaries)]
+    targets = target_report(stats, plan)
     with assembled_aside(dataset_dir) as scratch:
         writers = SplitWriters(scratch, SCHEMA, params.rows_per_file, threads=threads)
         seen_ids: set[str] = set()  # ids are unique within a dataset; shards are encoded apart
@@ -542,8 +604,8 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
             inputs=inputs, stats=stats, files=files, dataset_dir=scratch,
             drop_stages=drop_stages(decontamination), sampling_reasons=SAMPLING_REASONS,
-            extra={"sampling_plan": plan, "drop_reasons": drop_reasons(decontamination),
-                   "targets": target_report(stats, plan),
+            warnings=target_warnings(targets, stats.accounting.rows_written),
+            extra={"sampling_plan": plan, "drop_reasons": drop_reasons(decontamination), "targets": targets,
                    **({"decontamination": decontamination} if decontamination else {})},
         )
         write_json(scratch / "manifest.json", manifest)
@@ -581,7 +643,9 @@ def target_report(stats: DatasetStats, plan: dict) -> dict:
                 "assistant_tokens": cell.assistant_tokens if cell else 0}
         return {measure: round(part[measure] / total[measure], 6) if total[measure] else None for measure in part}
 
+    measured_by = MEASURES[plan.get("shares_by", "rows")]
     return {
+        "measured_by": measured_by,
         "memorization_share": {"target_at_most": plan["memorization_cap"], "config": "synth.memorization_cap",
                                "planned_rows": _round(plan["expected"]["memorization_share"]),
                                "realised": realised("exercise", "memorization")},
@@ -593,6 +657,34 @@ def target_report(stats: DatasetStats, plan: dict) -> dict:
                         "realised_rows": stats.accounting.rows_written
                         + sum(stats.accounting.drops.get(r, 0) for r in (DROP_ENCODING_ERROR, DROP_TOO_LONG))},
     }
+
+
+# The realised measure each `shares_by` is judged on. A realised share may pass its target by
+# chance (the rates hold on average; by tokens the plan only estimates tokens from bytes): the
+# manifest warns past 0.02, or past three binomial standard deviations on a small dataset.
+MEASURES = {"rows": "rows", "tokens": "assistant_tokens"}
+TARGET_TOLERANCE = 0.02
+
+
+def target_tolerance(target: float, rows: int) -> float:
+    return max(TARGET_TOLERANCE, 3 * math.sqrt(target * (1 - target) / rows)) if rows else 1.0
+
+
+def target_warnings(targets: dict, rows: int) -> list[str]:
+    """A warning for a share that missed its target by more than its tolerance, in the measure
+    the targets are set in (`synth.shares_by`)."""
+    measure = targets["measured_by"]
+    what = measure.replace("_", " ")
+    found = []
+    memorization = targets["memorization_share"]["realised"][measure]
+    cap = targets["memorization_share"]["target_at_most"]
+    if memorization is not None and memorization > cap + target_tolerance(cap, rows):
+        found.append(f"memorization is {memorization:.3f} of the {what} written, above synth.memorization_cap {cap:g}")
+    english = targets["english_share"]["realised"][measure]
+    frac = targets["english_share"]["target_at_least"]
+    if english is not None and english < frac - target_tolerance(frac, rows):
+        found.append(f"English is {english:.3f} of the {what} written, below synth.english_frac {frac:g}")
+    return found
 
 
 def _round(value):
