@@ -10,6 +10,7 @@ report: "rules/captions/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/tokenizer.smk"
+include: "rules/decontam.smk"
 include: "rules/validate.smk"
 include: "rules/report.smk"
 include: "rules/synth.smk"

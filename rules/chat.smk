@@ -36,6 +36,7 @@ rule chat_build:
     input:
         files=chat_files,
         vocab=VOCAB_FILE,
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         manifest=dataset_manifest("chat"),
     params:
@@ -47,8 +48,9 @@ rule chat_build:
         history="--include-history" if CHAT["include_history"] else "--no-include-history",
         order=CHAT["order"],
         encoding=encoding_flags(),
+        decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("chat") else raw_fingerprints(chat_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/oasst2.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", *DECONTAM_CODE, "builders/oasst2.py",
                           script_path("build_oasst2_distill.py")),
     log:
         os.path.join(LOGS, "chat", "build.log"),
@@ -62,7 +64,7 @@ rule chat_build:
         "{PYTHON} {SCRIPTS}/build_oasst2_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} --english-frac {params.english_frac} {params.rank} {params.history} --order {params.order} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule helpfulness_oasst2_15m:

@@ -37,6 +37,7 @@ rule code_build:
     input:
         shards=code_shards,
         vocab=VOCAB_FILE,
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         manifest=dataset_manifest("code"),
     params:
@@ -47,8 +48,9 @@ rule code_build:
         order=CODE["order"],
         block_rows=CODE["spread_block_rows"],
         encoding=encoding_flags(),
+        decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("code") else raw_fingerprints(code_shards(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/opencode.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", *DECONTAM_CODE, "builders/opencode.py",
                           script_path("build_opencode_distill.py")),
     log:
         os.path.join(LOGS, "code", "build.log"),
@@ -62,7 +64,7 @@ rule code_build:
         "{PYTHON} {SCRIPTS}/build_opencode_distill.py --input-dir {params.input_dir:q} "
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.shuffle} --order {params.order} --spread-block-rows {params.block_rows} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule code_opencodeinstruct_55m:

@@ -29,6 +29,7 @@ rule math_build:
     input:
         files=math_files,
         vocab=VOCAB_FILE,
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         manifest=dataset_manifest("math"),
     params:
@@ -39,8 +40,9 @@ rule math_build:
         order=MATH["order"],
         block_bytes=MATH["spread_block_bytes"],
         encoding=encoding_flags(),
+        decontam=decontam_flags(),
         raw=lambda w: None if raw_problem("math") else raw_fingerprints(math_files(w)),  # content, so a replaced file reruns the job
-        code=code_version(*RENDER_CODE, "budget.py", "spread.py", "builders/nemotron.py",
+        code=code_version(*RENDER_CODE, "budget.py", "spread.py", *DECONTAM_CODE, "builders/nemotron.py",
                           script_path("build_nemotron_math_distill.py")),
     log:
         os.path.join(LOGS, "math", "build.log"),
@@ -55,7 +57,7 @@ rule math_build:
         "--output-dir $(dirname {output.manifest:q}) --dataset-name {params.dataset} "
         "--target-total-tokens {params.target} {params.tools} --max-bad-line-frac {params.max_bad} "
         "--order {params.order} --spread-block-bytes {params.block_bytes} "
-        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} --batch-size {BATCH_SIZE} 2> {log:q}"
+        "--tokenizer-dir $(dirname {input.vocab:q}) --threads {threads} {params.encoding} {params.decontam} --batch-size {BATCH_SIZE} 2> {log:q}"
 
 
 rule math_nemotron_v2_low_55m:

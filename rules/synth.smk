@@ -20,7 +20,7 @@ if _missing and os.path.isdir(SYNTH["raw_root"]):
     stop(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
 _SYNTH_PROBLEM = None if os.path.isdir(SYNTH["raw_root"]) else f"config key synth.raw_root: {SYNTH['raw_root']}: no such folder"
 RAW_PROBLEMS["synth"] = lambda: _SYNTH_PROBLEM
-SYNTH_CODE = code_version("builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
+SYNTH_CODE = code_version(*DECONTAM_CODE, "builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
 SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
 
@@ -84,11 +84,13 @@ rule synth_scan:
     """Quality verdict of every row, reading only the columns the filters need."""
     input:
         shard=lambda w: synth_shard_input(w.shard),
+        decontam=decontam_index_input,  # [] unless decontam.benchmarks lists some
     output:
         mask=synth_work("scan", suffix=".mask.parquet"),
         summary=synth_work("scan", suffix=".json"),
     params:
         flags=cli_flags({"no_result_check": not SYNTH["result_check"], "shares_by": SYNTH["shares_by"]}),
+        decontam=decontam_flags(),
         code=SYNTH_CODE,
         raw=lambda w: None if _SYNTH_PROBLEM else raw_fingerprint(SYNTH_SHARDS[w.shard]),  # content, so a replaced shard is rescanned
     log:
@@ -102,7 +104,7 @@ rule synth_scan:
     shell:
         "{PYTHON} {SCRIPTS}/build_synth_distill.py --stage scan --shard {input.shard:q} "
         "--scan-mask {output.mask:q} --scan-summary {output.summary:q} --batch-size {BATCH_SIZE} "
-        "{params.flags} 2> {log:q}"
+        "{params.flags} {params.decontam} 2> {log:q}"
 
 
 rule synth_plan:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from distill_data.builders import synth
 from distill_data.cli import add_encoding_args, check_args, log, make_encoder, run
+from distill_data.decontam import match as decontam
 from distill_data.dataset import write_build_info
 from distill_data.stats import DatasetStats
 from distill_data.tokenizer import load_tokenizer
@@ -54,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--no-result-check", dest="result_check", action="store_false",
                    help="keep math rows whatever result their answer states (no result_mismatch / no_result_stated)")
     add_encoding_args(p)
+    decontam.add_args(p)  # read by the scan
     return p.parse_args(argv)
 
 
@@ -86,7 +88,8 @@ def list_shards(args) -> list[Path]:
 
 def stage_scan(args, shard: Path, mask: Path, summary: Path) -> None:
     log.info("scanning %s", shard)
-    synth.write_scan(shard, mask, summary, args.batch_size, args.result_check, weigh=args.shares_by == "tokens")
+    synth.write_scan(shard, mask, summary, args.batch_size, args.result_check, weigh=args.shares_by == "tokens",
+                     matcher=decontam.from_args(args))
 
 
 def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[Path], plan_out: Path) -> dict:

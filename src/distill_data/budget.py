@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from .cli import add_encoding_args, make_encoder
 from .dataset import SplitWriters, build_manifest, write_build_info
+from .decontam import match as decontam
 from .encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, EncodedExample, Example,
                      ExampleEncoder, record_many, rows_to_table)
 from .io import SourceError
@@ -66,6 +67,7 @@ class Drop:
     reason: str
     detail: str = ""
     categories: dict | None = None  # the row's category fields, when known (drops by category)
+    match: tuple[decontam.Match, str] | None = None  # a benchmark overlap: what matched, the row's id
 
 
 Candidate = Union[Example, str, Drop]
@@ -246,11 +248,12 @@ class _Run:
     samples: dict = field(default_factory=dict)
     written_ids: set = field(default_factory=set)
     seen_content: set = field(default_factory=set)
+    findings: decontam.Findings | None = None  # benchmark decontamination, when configured
     positions: PositionHistogram | None = None
 
     def consume(self, batch: Batch) -> bool:
         """Take the batch's candidates in order; True once the budget is reached."""
-        items = [self._unless_duplicate(c) for c in batch.items]
+        items = [self._unless_duplicate(c) for c in self._unless_contaminated(batch.items)]
         batch = Batch(batch.file, batch.positions, items, batch.ends, batch.error_after)
         examples = [c for c in batch.items if isinstance(c, Example)]
         encoded = iter(self.encoder.encode(examples) if examples else ())
@@ -284,6 +287,19 @@ class _Run:
             raise batch.error_after
         return self.stop is not None
 
+    def _unless_contaminated(self, items: Sequence[Candidate]) -> list[Candidate]:
+        """Examples sharing an n-gram with a benchmark become `benchmark_<name>` drops, decided
+        before encoding and before the duplicate test, so they never count toward the budget."""
+        items = list(items)
+        if self.findings is None:
+            return items
+        at = [i for i, c in enumerate(items) if isinstance(c, Example)]
+        for i, match in zip(at, self.findings.matcher.check([decontam.example_parts(items[i]) for i in at])):
+            if match is not None:
+                items[i] = Drop(match.reason, f"{match.part}: {match.ngram}", self._categories(items[i]),
+                                (match, items[i].id))
+        return items
+
     def _place(self, batch: Batch, i: int, written: bool) -> None:
         if self.positions is not None:
             self.positions.add(batch.file, self.source.source_position(batch, i), written)
@@ -304,7 +320,9 @@ class _Run:
 
     def _drop(self, item: str | Drop, batch: Batch, i: int) -> None:
         reason, detail = (item.reason, item.detail) if isinstance(item, Drop) else (item, "")
-        if reason not in self.source.drop_reasons and reason not in DRIVER_DROP_REASONS:
+        if isinstance(item, Drop) and item.match is not None:
+            self._record_match(*item.match, batch, i)
+        elif reason not in self.source.drop_reasons and reason not in DRIVER_DROP_REASONS:
             raise RuntimeError(f"{self.source.builder}: drop reason {reason!r} is not one of "
                                f"{list(self.source.drop_reasons)} (a bug in the builder)")
         self.stats.drop(reason, item.categories if isinstance(item, Drop) else None)
@@ -316,6 +334,12 @@ class _Run:
             sample.append(where)
             log.info("dropped (%s) %s %s %d%s", reason, where["file"], self.source.position_name,
                      batch.positions[i], f": {detail}" if detail else "")
+
+    def _record_match(self, match: decontam.Match, row_id: str, batch: Batch, i: int) -> None:
+        where = {"file": self.source.names[batch.file], self.source.position_name: batch.positions[i], "id": row_id}
+        if self.findings.add(match, where):
+            log.info("benchmark overlap (%s) %s %s %d, %s: %r", match.reason, where["file"],
+                     self.source.position_name, batch.positions[i], match.part, match.ngram)
 
     def budget_report(self) -> dict:
         stopped_at = None
@@ -331,14 +355,16 @@ class _Run:
 
 
 def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *, dataset: str,
-          dataset_dir: Path, batch_size: int = 4096) -> dict:
-    """Build `dataset_dir` (assembled aside, swapped in on success) and return its manifest."""
+          dataset_dir: Path, batch_size: int = 4096, matcher: decontam.Matcher | None = None) -> dict:
+    """Build `dataset_dir` (assembled aside, swapped in on success) and return its manifest.
+    With `matcher`, rows overlapping a benchmark are dropped before encoding (``decontam``)."""
     check_encoder(encoder, params)
     with assembled_aside(Path(dataset_dir)) as scratch:
         # part files are compressed on the tokenizer's threads while the next batch is read
         writers = SplitWriters(scratch, source.schema, params.rows_per_file, threads=encoder.renderer.num_threads)
         run = _Run(source, encoder, writers,
                    params.target_total_tokens, rows_read=[0] * len(source.files),
+                   findings=decontam.Findings(matcher) if matcher else None,
                    positions=PositionHistogram(source.position_unit, source.position_extents(),
                                                source.read_order()))
         batches = source.batches(batch_size)
@@ -361,15 +387,16 @@ def build(source: BudgetSource, encoder: ExampleEncoder, params: BudgetParams, *
             dataset=dataset, builder=source.builder, params=params.to_dict(),
             tokenizer=encoder.renderer.tokenizer,
             inputs=source.describe_inputs(run.rows_read, run.stop), stats=run.stats, files=files,
-            dataset_dir=scratch, drop_stages=drop_stages(source),
+            dataset_dir=scratch, drop_stages=drop_stages(source, matcher.reasons if matcher else ()),
             sampling_reasons=(*SAMPLING_REASONS, *source.by_design_reasons),
             extra={
                 "budget": run.budget_report(),
                 "positions": run.positions.report(),
                 "not_read": source.describe_not_read(run.rows_read, run.stop),
                 "rows_read_meaning": source.rows_meaning,
-                "drop_reasons": [*source.drop_reasons, *DRIVER_DROP_REASONS],
+                "drop_reasons": [*source.drop_reasons, *(matcher.reasons if matcher else ()), *DRIVER_DROP_REASONS],
                 "drop_samples": {k: run.samples[k] for k in sorted(run.samples)},
+                **({"decontamination": run.findings.section()} if matcher else {}),
                 **source.manifest_extra(),
             },
         )
@@ -391,10 +418,12 @@ def check_not_empty(run: _Run, dataset: str) -> None:
         f"{run.source.empty_hint}")
 
 
-def drop_stages(source: BudgetSource) -> tuple:
-    """The order a row meets the reasons: the source's filters (in its order), then the driver's."""
+def drop_stages(source: BudgetSource, benchmarks: Sequence[str] = ()) -> tuple:
+    """The order a row meets the reasons: the source's filters (in its order), the benchmark
+    overlaps (one test: a row gets its first benchmark's reason), then the driver's."""
     driver = {r for stage in DRIVER_DROP_STAGES for r in ((stage,) if isinstance(stage, str) else stage)}
-    return (*(r for r in source.drop_reasons if r not in driver), *DRIVER_DROP_STAGES)
+    return (*(r for r in source.drop_reasons if r not in driver), *((tuple(benchmarks),) if benchmarks else ()),
+            *DRIVER_DROP_STAGES)
 
 
 def check_encoder(encoder: ExampleEncoder, params: BudgetParams) -> None:
@@ -440,6 +469,7 @@ def add_budget_args(parser: argparse.ArgumentParser, dataset_name: str, target_t
                         help="the fixed order rows are taken in: head (the source's own order) or spread "
                              "(blocks of rows in a seeded order over the whole source)")
     add_encoding_args(parser)
+    decontam.add_args(parser)
 
 
 def common_params(args: argparse.Namespace) -> dict:
@@ -458,6 +488,6 @@ def run_script(args: argparse.Namespace, make_source: Callable[[], BudgetSource]
     source = make_source()
     encoder = make_encoder(args)
     manifest = build(source, encoder, params, dataset=args.dataset_name, dataset_dir=output_dir,
-                     batch_size=args.batch_size)
+                     batch_size=args.batch_size, matcher=decontam.from_args(args))
     write_build_info(output_dir, started, sys.argv)
     return manifest

@@ -90,6 +90,23 @@ def _count(value) -> int:
 
 # --- accounting -------------------------------------------------------------------------------
 
+def decontamination_html(section: dict | None) -> list[str]:
+    """Rows dropped per benchmark and the sampled rows with the n-gram that matched."""
+    if not isinstance(section, dict):
+        return []
+    rows = []
+    for bench in section.get("benchmarks", []):
+        samples = bench.get("samples") or [{}]
+        for sample in samples:
+            where = " ".join([str(sample.get("file", "-")), *(f"{k} {sample[k]}" for k in ("row", "line") if k in sample),
+                              *([f"({sample['id']})"] if sample.get("id") else [])]) if sample else "-"
+            rows.append([bench.get("name"), bench.get("rows_dropped"), where, sample.get("part", "-"),
+                         sample.get("ngram", "-")])
+    title = (f"<h3>Benchmark decontamination ({section.get('ngram')}-word n-grams of "
+             f"{html.escape(', '.join(section.get('compare', [])))})</h3>")
+    return [title, _table(["benchmark", "rows dropped", "sample row", "part", "matching n-gram"], rows)]
+
+
 def accounting_html(manifest: dict) -> str:
     name = manifest.get("dataset", "?")
     acc = manifest.get("accounting", {})
@@ -117,6 +134,7 @@ def accounting_html(manifest: dict) -> str:
                            for r in reasons]])
         body += [f"<h3>Drops by {html.escape(field_name)}</h3>",
                  _table([field_name, "rows read", "written", "dropped", *reasons], rows)]
+    body += decontamination_html(manifest.get("decontamination"))
     warnings = manifest.get("warnings")
     if warnings:
         body += ["<h3>Warnings</h3>", "<ul>" + "".join(f"<li>{html.escape(json.dumps(w) if not isinstance(w, str) else w)}</li>"

@@ -23,6 +23,7 @@ import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 
 from ..dataset import SplitWriters, build_manifest, require_train_rows
+from ..decontam import match as decontam
 from ..encode import (DROP_DUPLICATE_CONTENT, DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder, record_many,
                       rows_to_table, token_columns)
 from ..hashing import content_digest, unit_hash
@@ -125,22 +126,30 @@ def quality_drop(synth_id, query, answer, constraints, exercise=None, result_che
 # --- scan ------------------------------------------------------------------------------------
 
 def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True,
-               weigh: bool = False) -> tuple[pa.Table, dict]:
+               weigh: bool = False, matcher: decontam.Matcher | None = None) -> tuple[pa.Table, dict]:
     """Per-row quality verdicts (the mask) and the counts the plan needs; with `weigh`, also each
-    row's assistant bytes (mask column `assistant_bytes`, summary `passing_bytes`)."""
+    row's assistant bytes (mask column `assistant_bytes`, summary `passing_bytes`). With `matcher`,
+    a row passing the quality filters whose query (prompt), synthetic_reasoning (analysis, read
+    only when compared) or synthetic_answer (final) shares an n-gram with a benchmark gets
+    `benchmark_<name>` as its verdict, so the plan's rates are computed without it."""
+    columns = (*SCAN_COLUMNS, "synthetic_reasoning") if matcher and "analysis" in matcher.compare else SCAN_COLUMNS
+    findings = decontam.Findings(matcher) if matcher else None
     drops: list[str | None] = []
     memorization: list[bool] = []
     english: list[bool] = []
     progress = Progress(f"scan {Path(path).name}", total_rows=open_parquet(path, SCAN_COLUMNS).metadata.num_rows)
     contents: list[bytes | None] = []
-    for cols in iter_parquet_columns(path, SCAN_COLUMNS, batch_size, string_columns=SCAN_COLUMNS):
+    for cols in iter_parquet_columns(path, columns, batch_size, string_columns=columns):
         progress.update(len(cols["synth_id"]))
+        first = len(drops)
         for sid, lang, exercise, query, answer, constraints in zip(*(cols[c] for c in SCAN_COLUMNS)):
             verdict = quality_drop(sid, query, answer, constraints, exercise, result_check)
             drops.append(verdict)
             memorization.append(clean_text(exercise) == "memorization")
             english.append(clean_text(lang) == "en")
             contents.append(content_of(query, answer) if verdict is None else None)
+        if findings:
+            flag_benchmarks(findings, Path(path).name, cols, first, drops, contents)
     progress.done()
     mask = pa.table([pa.array(drops, pa.string()), pa.array(memorization, pa.bool_()),
                      pa.array(english, pa.bool_()), pa.array(contents, pa.binary(16))], schema=MASK_SCHEMA)
@@ -160,6 +169,8 @@ def scan_shard(path: Path, batch_size: int = 4096, result_check: bool = True,
             if d is None:
                 passing_bytes[(m, e)] += w
         summary["passing_bytes"] = passing_counts(passing_bytes)
+    if findings:
+        summary["decontamination"] = findings.section()
     return mask, summary
 
 
@@ -180,6 +191,21 @@ def assistant_bytes(path: Path, batch_size: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def flag_benchmarks(findings: decontam.Findings, shard: str, cols: dict, first: int, drops: list, contents: list) -> None:
+    """Turn the batch's passing rows that overlap a benchmark into `benchmark_<name>` drops."""
+    rows = [i for i in range(len(cols["synth_id"])) if drops[first + i] is None]
+    reasoning = cols.get("synthetic_reasoning") or [None] * len(cols["synth_id"])
+    parts = [{"prompt": [cols["query"][i]], "analysis": [reasoning[i]], "final": [cols["synthetic_answer"][i]]}
+             for i in rows]
+    for i, match in zip(rows, findings.matcher.check(parts)):
+        if match is None:
+            continue
+        drops[first + i], contents[first + i] = match.reason, None
+        where = {"file": shard, "row": first + i, "id": f"{ID_PREFIX}:{clean_text(cols['synth_id'][i])}"}
+        if findings.add(match, where):
+            log.info("benchmark overlap (%s) %s row %d, %s: %r", match.reason, shard, first + i, match.part, match.ngram)
+
+
 def content_of(query, answer) -> bytes:
     """What `duplicate_content` compares: the normalized query and answer."""
     return content_digest(normalize_text(query), normalize_text(answer))
@@ -196,8 +222,8 @@ def passing_counts(passing: Counter) -> dict:
 
 
 def write_scan(path: Path, mask_out: Path, summary_out: Path, batch_size: int, result_check: bool = True,
-               weigh: bool = False) -> None:
-    mask, summary = scan_shard(path, batch_size, result_check, weigh)
+               weigh: bool = False, matcher: decontam.Matcher | None = None) -> None:
+    mask, summary = scan_shard(path, batch_size, result_check, weigh, matcher)
     Path(mask_out).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(mask, Path(mask_out))
     write_json(summary_out, summary)
@@ -557,6 +583,7 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
              params: SynthParams, tokenizer, input_paths: Sequence[Path], threads: int = 1) -> dict:
     """Write the encoded shards, in shard-list order, as the published part files (compressed
     once, on `threads` threads)."""
+    decontamination = decontam.merge_sections([s.get("decontamination") for s in scan_summaries], "SYNTH scans")
     stats = DatasetStats()
     for shard_stat in shard_stats:
         stats.merge(shard_stat)
@@ -576,11 +603,27 @@ def finalize(*, dataset: str, dataset_dir: Path, shard_names: Sequence[str], enc
         manifest = build_manifest(
             dataset=dataset, builder="synth", params=params.to_dict(), tokenizer=tokenizer,
             inputs=inputs, stats=stats, files=files, dataset_dir=scratch,
-            drop_stages=DROP_STAGES, sampling_reasons=SAMPLING_REASONS, warnings=target_warnings(targets, stats.accounting.rows_written),
-            extra={"sampling_plan": plan, "drop_reasons": list(DROP_REASONS), "targets": targets},
+            drop_stages=drop_stages(decontamination), sampling_reasons=SAMPLING_REASONS,
+            warnings=target_warnings(targets, stats.accounting.rows_written),
+            extra={"sampling_plan": plan, "drop_reasons": drop_reasons(decontamination), "targets": targets,
+                   **({"decontamination": decontamination} if decontamination else {})},
         )
         write_json(scratch / "manifest.json", manifest)
     return manifest
+
+
+def drop_reasons(decontamination: dict | None) -> list[str]:
+    """The reasons in test order: quality filters, benchmark overlaps (when checked), the rest."""
+    benchmarks = [b["reason"] for b in decontamination["benchmarks"]] if decontamination else []
+    at = DROP_REASONS.index(DROP_DUPLICATE_CONTENT)
+    return [*DROP_REASONS[:at], *benchmarks, *DROP_REASONS[at:]]
+
+
+def drop_stages(decontamination: dict | None) -> tuple:
+    if not decontamination:
+        return DROP_STAGES
+    at = DROP_STAGES.index(DROP_DUPLICATE_CONTENT)
+    return (*DROP_STAGES[:at], tuple(b["reason"] for b in decontamination["benchmarks"]), *DROP_STAGES[at:])
 
 
 EMPTY_HINT = ("Keep more rows: raise synth.global_keep (--global-keep), synth.memorization_cap or lower "
