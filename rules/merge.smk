@@ -26,7 +26,8 @@ rule mix_near_duplicates:
     params:
         inputs=mix_input_flags,
         flags=cli_flags({key: NEAR_DUP[key] for key in ("threshold", "num_perm", "shingle_words", "priority", "seed")}),
-        code=code_version("neardup.py", "minhash.py", "merge.py", "text.py", "hashing.py", "writer.py", "progress.py",
+        # (merge.py only opens the inputs for it: editing the merge reruns the merge alone)
+        code=code_version("neardup.py", "minhash.py", "text.py", "hashing.py", "writer.py", "progress.py",
                           script_path("find_near_duplicates.py")),
     log:
         os.path.join(LOGS, "merge", "mix_near_duplicates.log"),
