@@ -169,15 +169,16 @@ def test_signatures_do_not_depend_on_the_batch_and_estimate_the_jaccard():
 
 def test_bands_and_candidates_agree_with_datasketch():
     datasketch = pytest.importorskip("datasketch")
-    assert minhash.lsh_params(0.8, 128) == (9, 13)
-    assert minhash.lsh_params(0.5, 64) == datasketch.lsh._optimal_param(0.5, 64, 0.5, 0.5)
+    assert minhash.lsh_params(0.8, 128) == (16, 8)
+    assert minhash.lsh_params(0.8, 128, 0.5) == datasketch.lsh._optimal_param(0.8, 128, 0.5, 0.5) == (9, 13)
+    assert minhash.lsh_params(0.5, 64) == datasketch.lsh._optimal_param(0.5, 64, 0.05, 0.95)
     hasher = minhash.WordHasher(5)
     texts = [P, REWORDED, THIRD] + [prompt_text(s) for s in range(2, 30)]
     words = P.split()
     texts += [" ".join(words[:k] + ["x"] * (k // 8) + words[k + k // 8:]) for k in range(0, 200, 12)]
     sig = minhash.signatures([hasher.shingles(t) for t in texts], minhash.permutation_seeds(128, 3))
-    ours = {tuple(p) for p in minhash.candidate_pairs(sig, 9, 13, np.arange(len(sig))).tolist()}
-    lsh = datasketch.MinHashLSH(threshold=0.8, num_perm=128, params=(9, 13))
+    ours = {tuple(p) for p in minhash.candidate_pairs(sig, 16, 8, np.arange(len(sig))).tolist()}
+    lsh = datasketch.MinHashLSH(threshold=0.8, num_perm=128, params=(16, 8))
     for i, values in enumerate(sig):
         lsh.insert(i, datasketch.LeanMinHash(seed=3, hashvalues=values, scheme="affine32"))
     theirs = {tuple(sorted((i, j))) for i, values in enumerate(sig)

@@ -9,8 +9,8 @@ whole thread shown (earlier turns with their Harmony markers, then the last user
 that two threads ending in the same short follow-up ("Can you make it shorter?") are not
 duplicates; a SYNTH prompt is cut before its `\\n\\nReference:\\n` seed text, so that queries on
 one seed text are not duplicates of each other. Prompts are compared as sets of word k-grams
-of their normalized text by MinHash + LSH (`minhash.py`); pairs whose estimated Jaccard
-similarity reaches the threshold are joined into clusters.
+of their normalized text by MinHash + LSH (`minhash.py`); the likely pairs are read again and
+those whose exact Jaccard similarity reaches the threshold are joined into clusters.
 
 Rows of one input with the same `source.split_group` are one problem by that builder's own
 rule (several answers to one math problem, the turns of one oasst2 thread): they are never a
@@ -173,7 +173,8 @@ def split_groups(batch: pa.RecordBatch) -> list[int]:
 
 # --- clusters and the policy -----------------------------------------------------------------
 
-def find_clusters(rows: Rows, sig: np.ndarray, params: NearDupParams) -> tuple[list[list[int]], dict, np.ndarray]:
+def find_clusters(inputs, rows: Rows, sig: np.ndarray, params: NearDupParams,
+                  reader: PromptReader) -> tuple[list[list[int]], dict, np.ndarray]:
     """(clusters as row indices, pair counts, rank of every row)."""
     # a rank independent of the inputs' order: u(id), then input name and id
     keys = [(unit_hash(row_id, params.seed, "neardup"), rows.names[i], row_id)
@@ -181,14 +182,19 @@ def find_clusters(rows: Rows, sig: np.ndarray, params: NearDupParams) -> tuple[l
     rank = np.empty(len(keys), np.int64)
     rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
     bands, per_band = params.lsh()
-    pairs = minhash.verified_pairs(sig, params.threshold, bands, per_band, rank)
-    inputs = np.array(rows.input_index, np.int64)
+    pairs = minhash.likely_pairs(sig, params.threshold, bands, per_band, rank)
+    index = np.array(rows.input_index, np.int64)
     groups = np.array(rows.groups, dtype=object)   # up to 2^64: compared as Python integers
     a, b = pairs.left, pairs.right
-    same = (inputs[a] == inputs[b]) & (groups[a] == groups[b]).astype(bool) & (groups[a] >= 0).astype(bool)
-    other = ~same                                   # one problem's rows are not a pair
-    found = minhash.clusters(pairs.left[other].tolist(), pairs.right[other].tolist())
-    return found, {"candidate_pairs": pairs.candidates, "verified_pairs": int(other.sum())}, rank
+    same = (index[a] == index[b]) & (groups[a] == groups[b]).astype(bool) & (groups[a] >= 0).astype(bool)
+    a, b = a[~same], b[~same]                       # one problem's rows are not a pair
+    hasher = minhash.WordHasher(params.shingle_words)
+    texts = read_prompts(inputs, rows, set(a.tolist()) | set(b.tolist()), reader)
+    sets = {r: np.unique(hasher.shingles(text)) for r, text in texts.items()}
+    exact = minhash.exact_jaccard(sets, a, b)
+    near = exact >= params.threshold
+    found = minhash.clusters(a[near].tolist(), b[near].tolist())
+    return found, {"candidate_pairs": pairs.candidates, "estimated_pairs": len(a), "verified_pairs": int(near.sum())}, rank
 
 
 def apply_policy(rows: Rows, sig: np.ndarray, found: list[list[int]], rank: np.ndarray,
@@ -247,13 +253,14 @@ def apply_policy(rows: Rows, sig: np.ndarray, found: list[list[int]], rank: np.n
 def describe_samples(samples, rows: Rows, prompts: dict[int, str]) -> list[dict]:
     return [{"cluster": cluster_id, "size": len(members),
              "rows": [{"input": rows.names[rows.input_index[r]], "split": SPLITS[rows.split_index[r]],
-                       "id": rows.ids[r], "kept": r == kept, "prompt": prompts.get(r, "")[:PROMPT_CHARS]}
+                       "id": rows.ids[r], "kept": r == kept,
+                       "prompt": " ".join(prompts.get(r, "").split())[:PROMPT_CHARS]}
                       for r in sorted(members, key=lambda r: (r != kept, r))]}
             for cluster_id, kept, members in samples]
 
 
-def sample_prompts(inputs, rows: Rows, wanted: set[int], reader: PromptReader) -> dict[int, str]:
-    """The prompts of a few rows (the sample clusters), read again by id."""
+def read_prompts(inputs, rows: Rows, wanted: set[int], reader: PromptReader) -> dict[int, str]:
+    """The prompts of some rows (to verify, to show), read again by id."""
     by_input: dict[tuple[int, int], dict[str, int]] = {}
     for r in wanted:
         by_input.setdefault((rows.input_index[r], rows.split_index[r]), {})[rows.ids[r]] = r
@@ -265,7 +272,7 @@ def sample_prompts(inputs, rows: Rows, wanted: set[int], reader: PromptReader) -
                                   filters=pc.field("id").isin(list(ids)))
             for batch in table.to_batches():
                 for row_id, text in zip(batch.column("id").to_pylist(), reader.prompts(batch, str(path))):
-                    out[ids[row_id]] = " ".join(text.split())
+                    out[ids[row_id]] = text
     return out
 
 
@@ -274,9 +281,9 @@ def find_near_duplicates(inputs, params: NearDupParams, encoding, batch_size: in
     reader = PromptReader(encoding)
     rows, sig = hash_inputs(inputs, params, reader, batch_size)
     log.info("near-duplicates: %d rows hashed (%d bytes of signatures); banding", len(rows.ids), sig.nbytes)
-    found, pair_counts, rank = find_clusters(rows, sig, params)
+    found, pair_counts, rank = find_clusters(inputs, rows, sig, params, reader)
     table, counts, samples = apply_policy(rows, sig, found, rank, params)
-    prompts = sample_prompts(inputs, rows, {r for _, _, members in samples for r in members}, reader)
+    prompts = read_prompts(inputs, rows, {r for _, _, members in samples for r in members}, reader)
     summary = {
         "params": params.to_dict(),
         "inputs": {inp.name: {"manifest_sha256": inp.manifest_sha256, "rows": dict(inp.rows),
