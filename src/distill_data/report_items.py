@@ -188,7 +188,7 @@ def near_duplicates_html(found: dict) -> list[str]:
             _table(["input", "dropped: train", "dropped: validation", "rows hashed"], dropped)]
     for cluster in found.get("sample_clusters") or []:
         body.append(_table([f"cluster {cluster.get('cluster')} ({cluster.get('size')} rows)", "id", "kept", "prompt"],
-                           [[r.get("input"), r.get("id"), "kept" if r.get("kept") else "dropped", r.get("prompt")]
+                           [[r.get("input"), r.get("id"), "kept" if r.get("kept") else "dropped", f"“{r.get('prompt')}”"]
                             for r in cluster.get("rows", [])], numeric_from=9))
     return body
 
