@@ -130,11 +130,13 @@ def signatures(shingle_sets: Sequence[np.ndarray], seeds: np.ndarray) -> np.ndar
     return out
 
 
-def estimated_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Share of equal signature positions of rows a[i] and b[i]."""
-    if not len(a):
-        return np.zeros(0)
-    return (sig[a] == sig[b]).mean(axis=1)
+def estimated_jaccard(sig: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 14) -> np.ndarray:
+    """Share of equal signature positions of rows a[i] and b[i] (a chunk of pairs at a time:
+    two gathered signatures per pair would be 1 KB each at 128 permutations)."""
+    out = np.zeros(len(a))
+    for k in range(0, len(a), chunk):
+        out[k:k + chunk] = (sig[a[k:k + chunk]] == sig[b[k:k + chunk]]).mean(axis=1)
+    return out
 
 
 def _s_curve_areas(threshold: float, bands: int, rows: int) -> tuple[float, float]:
@@ -184,9 +186,12 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, rows: int, rank: np.ndarray) -> np.ndarray:
-    """Unique (i, j) pairs, i < j, sharing at least one band: (m, 2) int64, sorted."""
-    found = []
+def candidate_pairs(sig: np.ndarray, bands: int, rows: int, rank: np.ndarray,
+                    problem: np.ndarray | None = None) -> np.ndarray:
+    """Unique (i, j) pairs, i < j, sharing at least one band: (m, 2) int64, sorted. Rows with the
+    same `problem` value are never a pair. Pairs are deduplicated band by band, so memory
+    follows the distinct pairs, not bands x pairs."""
+    found = np.zeros((0, 2), np.int64)
     keys = band_keys(sig, bands, rows)
     for b in range(bands):
         # members of a bucket in rank order: the star centre is the lowest rank
@@ -194,24 +199,27 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int, rank: np.ndarray) ->
         sorted_keys = keys[order, b]
         starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
         sizes = np.diff(np.concatenate([starts, [len(order)]]))
+        band = []
         for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
             members = order[start:start + size]
             if size <= ALL_PAIRS_UP_TO:
                 i, j = np.triu_indices(size, 1)
-                found.append(np.stack([members[i], members[j]], axis=1))
+                band.append(np.stack([members[i], members[j]], axis=1))
             else:
-                found.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.sort(np.concatenate(found).astype(np.int64), axis=1)
-    return np.unique(pairs, axis=0)
+                band.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
+        if band:
+            pairs = np.sort(np.concatenate(band).astype(np.int64), axis=1)
+            if problem is not None:
+                pairs = pairs[problem[pairs[:, 0]] != problem[pairs[:, 1]]]
+            found = np.unique(np.concatenate([found, pairs]), axis=0)
+    return found
 
 
 def likely_pairs(sig: np.ndarray, threshold: float, bands: int, rows: int, rank: np.ndarray,
-                 margin: float = ESTIMATE_MARGIN) -> Pairs:
+                 problem: np.ndarray | None = None, margin: float = ESTIMATE_MARGIN) -> Pairs:
     """The LSH candidates whose estimated Jaccard is at least threshold - margin: those worth
     the exact comparison (a pair at the threshold is estimated below it half of the time)."""
-    pairs = candidate_pairs(sig, bands, rows, rank)
+    pairs = candidate_pairs(sig, bands, rows, rank, problem)
     estimate = estimated_jaccard(sig, pairs[:, 0], pairs[:, 1])
     keep = estimate >= threshold - margin
     return Pairs(len(pairs), pairs[keep, 0], pairs[keep, 1], estimate[keep])

@@ -182,12 +182,8 @@ def find_clusters(inputs, rows: Rows, sig: np.ndarray, params: NearDupParams,
     rank = np.empty(len(keys), np.int64)
     rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
     bands, per_band = params.lsh()
-    pairs = minhash.likely_pairs(sig, params.threshold, bands, per_band, rank)
-    index = np.array(rows.input_index, np.int64)
-    groups = np.array(rows.groups, dtype=object)   # up to 2^64: compared as Python integers
+    pairs = minhash.likely_pairs(sig, params.threshold, bands, per_band, rank, problems(rows))
     a, b = pairs.left, pairs.right
-    same = (index[a] == index[b]) & (groups[a] == groups[b]).astype(bool) & (groups[a] >= 0).astype(bool)
-    a, b = a[~same], b[~same]                       # one problem's rows are not a pair
     hasher = minhash.WordHasher(params.shingle_words)
     texts = read_prompts(inputs, rows, set(a.tolist()) | set(b.tolist()), reader)
     sets = {r: np.unique(hasher.shingles(text)) for r, text in texts.items()}
@@ -195,6 +191,16 @@ def find_clusters(inputs, rows: Rows, sig: np.ndarray, params: NearDupParams,
     near = exact >= params.threshold
     found = minhash.clusters(a[near].tolist(), b[near].tolist())
     return found, {"candidate_pairs": pairs.candidates, "estimated_pairs": len(a), "verified_pairs": int(near.sum())}, rank
+
+
+def problems(rows: Rows) -> np.ndarray:
+    """A number per row, equal for the rows of one problem (one input, one split group); a row
+    without a split group is a problem of its own."""
+    numbers: dict[tuple[int, int], int] = {}
+    out = np.empty(len(rows.ids), np.int64)
+    for r, (i, g) in enumerate(zip(rows.input_index, rows.groups)):
+        out[r] = numbers.setdefault((i, g), len(numbers)) if g >= 0 else -1 - r
+    return out
 
 
 def apply_policy(rows: Rows, sig: np.ndarray, found: list[list[int]], rank: np.ndarray,
