@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from distill_data import minhash
-from distill_data.merge import MergeError, MergeParams, build_mix, open_inputs
-from distill_data.neardup import NearDupParams, find_near_duplicates, write_drop_list
+from distill_data.merge import MergeParams, build_mix, open_inputs
+from distill_data.neardup import NearDupParams, NearDuplicateError
 from distill_data.validate import Options, validate
 from neardup_helpers import prompt_text, write_prompt_dataset
 from workflow_helpers import PROJECT
@@ -273,7 +273,7 @@ def test_a_drop_list_made_from_other_inputs_is_refused(planted, tmp_path, tokeni
     manifest["params"]["seed"] = 7                 # another build of code
     (tmp_path / "code" / "manifest.json").write_text(json.dumps(manifest))
     folders["code"] = tmp_path / "code"
-    with pytest.raises(MergeError, match="was made from another build of input code"):
+    with pytest.raises(NearDuplicateError, match="was made from another build of input code"):
         build_mix(list(folders.items()), tmp_path / "mix",
                   MergeParams(inputs=tuple(folders), samples_per_input=0),
                   drop_list=planted["root"] / "stage" / "drops.parquet")

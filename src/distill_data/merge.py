@@ -31,7 +31,6 @@ import os
 import heapq
 import json
 import logging
-import shutil
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -616,9 +615,9 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
     tokenizer = common_tokenizer(inputs)
     names = [inp.name for inp in inputs]
     log.info("inputs: %s", ", ".join(f"{i.name} ({i.rows['train']} + {i.rows['validation']} rows)" for i in inputs))
-    drops = _attach_drops(inputs, drop_list)
+    drops = neardup.attach_drop_list(drop_list, inputs) if drop_list is not None else None
     spans = {split: [read_spans(inp, split) for inp in inputs] for split in SPLITS}
-    _check_drops_found(inputs, spans)
+    neardup.check_drops_found(inputs, {split: [s.rows for s in spans[split]] for split in SPLITS})
     sample_rows = {inp.name: choose_samples(inp, params.samples_per_input, params.seed) for inp in inputs}
 
     files, composition, split_stats, samples, all_streams = {}, {}, {}, [], {}
@@ -648,7 +647,7 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             **stats.to_dict(),
             "composition": composition,
             "split_groups": groups,
-            **({"near_duplicates": _near_duplicates_section(drops, scratch)} if drops else {}),
+            **({"near_duplicates": neardup.mix_section(drops, scratch / NEAR_DUPLICATES_FILE)} if drops else {}),
             "warnings": groups_warnings(groups, inputs),
             "files": files,
         }
@@ -659,38 +658,6 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
         samples.sort(key=lambda s: (names.index(s["input"]), SPLITS.index(s["split"]), s["position"]))
         write_text(scratch / "samples.md", report.render_samples(dataset, params.to_dict(), samples, decode))
     return manifest
-
-
-def _attach_drops(inputs: Sequence[MixInput], drop_list: Path | None):
-    """Read the drop list (made from these inputs) and give each input its dropped ids."""
-    if drop_list is None:
-        return None
-    try:
-        drops = neardup.read_drop_list(drop_list)
-        neardup.check_drop_list(drops, inputs)
-    except neardup.NearDuplicateError as exc:
-        raise MergeError(str(exc)) from None
-    for inp in inputs:
-        inp.dropped = drops.ids.get(inp.name, {split: frozenset() for split in SPLITS})
-    return drops
-
-
-def _check_drops_found(inputs: Sequence[MixInput], spans: dict) -> None:
-    """Every listed drop is a row of its input's split (else the list is for other data)."""
-    for i, inp in enumerate(inputs):
-        for split in SPLITS:
-            missing = inp.rows[split] - len(inp.dropped.get(split, ())) - spans[split][i].rows
-            if missing:
-                raise MergeError(f"input {inp.name}: {missing} ids of the drop list are not rows of its {split} split; "
-                                 "rerun the near-duplicate stage (rule mix_near_duplicates)")
-
-
-def _near_duplicates_section(drops, scratch: Path) -> dict:
-    """The stage's summary, and its drop list copied into the mix (the validator reads it)."""
-    copy = scratch / NEAR_DUPLICATES_FILE          # the folder is swapped into place whole
-    shutil.copyfile(drops.path, copy)
-    return {**drops.summary, "file": {"path": NEAR_DUPLICATES_FILE, "rows": drops.rows,
-                                      "bytes": copy.stat().st_size, "sha256": sha256_file(copy)}}
 
 
 def split_group_report(names: Sequence[str], streams: dict) -> dict:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from . import minhash
 from .hashing import unit_hash
 from .progress import Progress
 from .schema import SPLITS
+from .tokenizer import sha256_file
 from .writer import write_json, write_parquet
 
 log = logging.getLogger("distill_data")
@@ -338,6 +340,35 @@ def read_drop_list(path: Path) -> DropList:
         ids.setdefault(name, {s: set() for s in SPLITS})[split].add(row_id)
     return DropList(path, summary, {n: {s: frozenset(v) for s, v in d.items()} for n, d in ids.items()},
                     table.num_rows)
+
+
+def attach_drop_list(path: Path, inputs) -> DropList:
+    """Read the drop list, check it was made from these inputs and give each input
+    (merge.MixInput) its dropped ids."""
+    drops = read_drop_list(path)
+    check_drop_list(drops, inputs)
+    for inp in inputs:
+        inp.dropped = drops.ids.get(inp.name, {split: frozenset() for split in SPLITS})
+    return drops
+
+
+def check_drops_found(inputs, kept_rows: dict[str, list[int]]) -> None:
+    """Every listed drop is a row of its input's split (else the list is for other data):
+    `kept_rows[split][i]` rows of input i were found outside the list."""
+    for i, inp in enumerate(inputs):
+        for split in SPLITS:
+            missing = inp.rows[split] - len(inp.dropped.get(split, ())) - kept_rows[split][i]
+            if missing:
+                raise NearDuplicateError(f"input {inp.name}: {missing} ids of the drop list are not rows of its "
+                                         f"{split} split; rerun the near-duplicate stage (rule mix_near_duplicates)")
+
+
+def mix_section(drops: DropList, copy: Path) -> dict:
+    """The summary for the mix's manifest, the drop list copied to `copy` (inside the mix
+    folder being assembled, which is swapped into place whole) with its sha256."""
+    shutil.copyfile(drops.path, copy)
+    return {**drops.summary, "file": {"path": copy.name, "rows": drops.rows, "bytes": copy.stat().st_size,
+                                      "sha256": sha256_file(copy)}}
 
 
 def check_drop_list(drops: DropList, inputs) -> None:
