@@ -40,8 +40,9 @@ NO_PROFILE = ["--workflow-profile", "none"]
 DATASETS = ["synth_distill_phase1_high_550m", "code_opencodeinstruct_55m", "math_nemotron_v2_low_55m",
             "helpfulness_oasst2_15m", MIX]
 MERGE = with_checks({"merge_mix": 1, MIX: 1})  # a rebuilt dataset is validated and its report items made again
+REMERGE = {"mix_near_duplicates": 1, **MERGE}  # a rebuilt input: its near-duplicates are looked for again
 EVERY_ENCODE = with_checks({"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1, "chat_build": 1,
-                            **MERGE})
+                            **REMERGE})
 SCHEMA = load_schema(PROJECT / "schemas" / "config.schema.yaml")
 
 
@@ -329,7 +330,7 @@ def test_a_missing_raw_input_without_a_built_dataset_stops_the_mix(demo, tmp_pat
 def test_nested_config_values_are_coerced_by_the_schema(demo):
     assert jobs(demo, "--config", 'merge={"seed": 7}') == MERGE
     assert jobs(demo, "--config", 'synth={"global_keep": 0.25, "include_seed_text": true}') == with_checks({
-        "synth_plan": 1, "synth_encode": 6, "synth_finalize": 1, **MERGE})
+        "synth_plan": 1, "synth_encode": 6, "synth_finalize": 1, **REMERGE})
     done = snakemake(demo, "-n", "--configfile", CONFIG, "--config", 'merge={"seed": "seven"}', "--", MIX, check=False)
     assert done.returncode != 0 and "config key merge.seed: 'seven' is not of type 'integer'" in console(done)
 

@@ -35,6 +35,7 @@ NO_MTIME = ["--rerun-triggers", "code", "params", "input", "software-env"]
 SNAKEMAKE_CHECKSUM_LIMIT = 1_000_000  # --max-checksum-file-size default
 
 MERGE = with_checks({"merge_mix": 1, MIX: 1})
+REMERGE = {"mix_near_duplicates": 1, **MERGE}  # a rebuilt input: its near-duplicates are looked for again
 SYNTH_AFTER_PLAN = with_checks({"synth_plan": 1, "synth_encode": 6, "synth_finalize": 1})
 
 
@@ -118,7 +119,7 @@ def test_nothing_changed_nothing_to_do(demo):
 # --- parameters --------------------------------------------------------------------------------
 
 def test_a_synth_parameter_reruns_synth_from_its_plan_and_the_merge(demo):
-    assert jobs(demo, config=variant(demo, "keep", synth={"global_keep": 0.25})) == {**SYNTH_AFTER_PLAN, **MERGE}
+    assert jobs(demo, config=variant(demo, "keep", synth={"global_keep": 0.25})) == {**SYNTH_AFTER_PLAN, **REMERGE}
 
 
 def test_the_merge_seed_reruns_the_merge_only(demo):
@@ -134,19 +135,20 @@ def test_a_shard_added_to_the_list_scans_only_that_shard(demo):
         got = jobs(demo, config=variant(demo, "seven", synth={"shard_list": str(listing)}))
     finally:
         (raw_dir / "synth_099.parquet").unlink()
-    assert got == with_checks({"synth_link": 1, "synth_scan": 1, "synth_plan": 1, "synth_encode": 7, "synth_finalize": 1, **MERGE})
+    assert got == with_checks({"synth_link": 1, "synth_scan": 1, "synth_plan": 1, "synth_encode": 7, "synth_finalize": 1, **REMERGE})
 
 
 # --- code --------------------------------------------------------------------------------------
 
 CODE_ROWS = {
-    "builders/opencode.py": {"code_build": 1, **MERGE},
-    "builders/nemotron.py": {"math_build": 1, **MERGE},
-    "builders/oasst2.py": {"chat_build": 1, **MERGE},
-    "builders/synth.py": {"synth_scan": 6, **SYNTH_AFTER_PLAN, **MERGE},
+    "builders/opencode.py": {"code_build": 1, **REMERGE},
+    "builders/nemotron.py": {"math_build": 1, **REMERGE},
+    "builders/oasst2.py": {"chat_build": 1, **REMERGE},
+    "builders/synth.py": {"synth_scan": 6, **SYNTH_AFTER_PLAN, **REMERGE},
     # the shared renderer: every builder's encoding (not the SYNTH scans, which do not render)
-    "render.py": {"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1, "chat_build": 1, **MERGE},
+    "render.py": {"synth_encode": 6, "synth_finalize": 1, "code_build": 1, "math_build": 1, "chat_build": 1, **REMERGE},
     "merge.py": MERGE,
+    "minhash.py": REMERGE,
 }
 
 
@@ -160,7 +162,7 @@ def test_editing_code_reruns_the_jobs_that_run_it(demo, module):
 
 # --- raw inputs --------------------------------------------------------------------------------
 
-SHARD_RESCANNED = {"synth_scan": 1, **SYNTH_AFTER_PLAN, **MERGE}
+SHARD_RESCANNED = {"synth_scan": 1, **SYNTH_AFTER_PLAN, **REMERGE}
 
 
 def test_a_replaced_synth_shard_reruns_synth_and_the_merge(demo):
@@ -180,8 +182,8 @@ def test_a_replaced_synth_shard_with_its_old_mtime_is_still_rescanned(demo):
 def test_a_replaced_math_file_reruns_math_and_the_merge(demo):
     with Restored(raw(demo, "math")) as lines:
         replace_content(lines, keep_mtime=False)
-        assert jobs(demo) == with_checks({"math_build": 1, **MERGE})
-        assert jobs(demo, *PROFILE) == with_checks({"math_build": 1, **MERGE})
+        assert jobs(demo) == with_checks({"math_build": 1, **REMERGE})
+        assert jobs(demo, *PROFILE) == with_checks({"math_build": 1, **REMERGE})
 
 
 def budgeted_raw(demo: Path, job: str) -> tuple[Path, bytes]:
@@ -210,7 +212,7 @@ def test_a_budgeted_raw_file_replaced_with_its_old_mtime_is_rebuilt(demo, job):
         times = (path.stat().st_atime_ns, path.stat().st_mtime_ns)
         path.write_bytes(other)
         os.utime(path, ns=times)  # cp -p, rsync -a: only the content tells
-        assert jobs(demo) == with_checks({job: 1, **MERGE})
+        assert jobs(demo) == with_checks({job: 1, **REMERGE})
 
 
 def test_touching_a_synth_shard_reruns_its_builder_only_without_the_workflow_profile(demo):
@@ -228,7 +230,7 @@ def test_touching_a_synth_shard_reruns_its_builder_only_without_the_workflow_pro
 def test_touching_the_math_file_reruns_math_only_without_the_workflow_profile(demo):
     with Restored(raw(demo, "math")) as lines:
         touch(lines)
-        assert jobs(demo, *BARE) == with_checks({"math_build": 1, **MERGE})
+        assert jobs(demo, *BARE) == with_checks({"math_build": 1, **REMERGE})
         assert jobs(demo) == jobs(demo, *PROFILE) == {}
 
 

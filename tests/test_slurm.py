@@ -30,7 +30,7 @@ DATASETS = ["synth_distill_phase1_high_550m", "code_opencodeinstruct_55m", "math
             "helpfulness_oasst2_15m", MIX]
 # What the demo mix submits to SLURM, and what runs on the submit host (localrules).
 SLURM_JOBS = Counter({"synth_scan": 6, "synth_encode": 6, "synth_finalize": 1, "code_build": 1,
-                      "math_build": 1, "chat_build": 1, "merge_mix": 1,
+                      "math_build": 1, "chat_build": 1, "mix_near_duplicates": 1, "merge_mix": 1,
                       **{f"{step}_{name}": 1 for step in ("validate", "report")
                          for name in ("synth", "code", "math", "chat", "mix")}})
 LOCAL_JOBS = Counter({"stage_tokenizer": 1, "synth_link": 6, "synth_plan": 1, MIX: 1})

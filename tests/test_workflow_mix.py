@@ -15,6 +15,8 @@ from workflow_helpers import (SMALL_SHARDS as SHARDS, copy_project, dataset_byte
 
 TARGET = "phase1_mix_8k_665m"
 MERGE_ONLY = with_checks({"merge_mix": 1, TARGET: 1})
+# new or other inputs: their near-duplicates are looked for again, then merged
+REMERGE = with_checks({"mix_near_duplicates": 1, "merge_mix": 1, TARGET: 1})
 BUILDERS = {"synth": "synth_distill_phase1_high_550m", "code": "code_opencodeinstruct_55m",
             "math": "math_nemotron_v2_low_55m", "chat": "helpfulness_oasst2_15m"}
 
@@ -44,15 +46,18 @@ def test_one_command_builds_the_mix_of_all_four(built):
     manifest = json.loads(built["snapshot"]["manifest.json"])
     out = built["root"] / "out"
     assert [i["name"] for i in manifest["inputs"]] == list(BUILDERS)
-    written = 0
+    written = dropped = 0
     for entry, (name, dataset) in zip(manifest["inputs"], BUILDERS.items()):
         builder = json.loads((out / dataset / "manifest.json").read_text())
         assert entry["dataset"] == builder["dataset"] == dataset
         assert entry["rows"] == builder["accounting"]["rows_written"]
         written += builder["accounting"]["rows_written_total"]
-    assert manifest["accounting"]["rows_written_total"] == written > 0
+        dropped += sum(entry["near_duplicate_drops"].values())   # near-duplicates (merge.near_duplicates)
+    assert manifest["accounting"]["rows_read"] == written > 0
+    assert manifest["accounting"]["rows_written_total"] == written - dropped
+    assert manifest["accounting"]["dropped"] == ({"near_duplicate": dropped} if dropped else {})
     listed = {f["path"] for split in ("train", "validation") for f in manifest["files"][split]}
-    assert listed | {"manifest.json", "stats.json", "samples.md"} == set(built["snapshot"])
+    assert listed | {"manifest.json", "stats.json", "samples.md", "near_duplicates.parquet"} == set(built["snapshot"])
     composition = manifest["composition"]["train"]
     assert set(composition["inputs"]) == set(BUILDERS)
     assert composition["prefix_deviation"]["max_deviation_in_B"] <= 1
@@ -72,9 +77,13 @@ def test_the_mix_is_rebuilt_byte_identical(built):
 
 
 @pytest.mark.parametrize("key, value", [("seed", 7), ("samples_per_input", 1), ("weight_by", "rows"),
-                                        ("rows_per_file", 33), ("inputs", ["synth", "code", "math"])])
+                                        ("rows_per_file", 33)])
 def test_a_merge_parameter_reruns_only_the_merge(built, key, value):
     assert jobs_for(built, variant(built, f"merge_{key}", "merge", **{key: value})) == MERGE_ONLY
+
+
+def test_other_merge_inputs_rerun_the_near_duplicates_and_the_merge(built):
+    assert jobs_for(built, variant(built, "merge_inputs", "merge", inputs=["synth", "code", "math"])) == REMERGE
 
 
 def test_editing_the_merge_code_reruns_only_the_merge(built):
@@ -89,9 +98,9 @@ def test_editing_the_merge_code_reruns_only_the_merge(built):
 
 def test_a_builder_parameter_reruns_that_builder_and_the_merge(built):
     jobs = jobs_for(built, variant(built, "code_budget", "code", target_total_tokens=12_000))
-    assert jobs == with_checks({"code_build": 1, **MERGE_ONLY})
+    assert jobs == with_checks({"code_build": 1, **REMERGE})
     jobs = jobs_for(built, variant(built, "synth_keep", "synth", global_keep=0.5))
-    assert jobs == with_checks({"synth_plan": 1, "synth_encode": len(SHARDS), "synth_finalize": 1, **MERGE_ONLY})
+    assert jobs == with_checks({"synth_plan": 1, "synth_encode": len(SHARDS), "synth_finalize": 1, **REMERGE})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@
         --input chat=/data/distillation_1/helpfulness_oasst2_15m \
         --output-dir /data/distillation_1/phase1_mix_8k_665m --weight-by assistant_tokens --seed 1337
 
-Every input row once, `source` rewritten to {dataset, language, exercise, meta_json}, train
+Every input row once (less the near-duplicates --drop-list names), `source` rewritten to {dataset, language, exercise, meta_json}, train
 from train and validation from validation, in a seeded row-level order that keeps every prefix
 at the composition of the whole (by --weight-by). Writes train/, validation/, manifest.json,
 stats.json, samples.md and build_info.json into --output-dir.
@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rows-per-shard", "--rows-per-file", dest="rows_per_file", type=int, default=2000,
                    help="rows per output parquet file")
     p.add_argument("--samples-per-input", type=int, default=3, help="decoded samples per input in samples.md")
+    p.add_argument("--drop-list", type=Path, default=None,
+                   help="near-duplicates to leave out (find_near_duplicates.py's parquet; copied into the mix)")
     p.add_argument("--batch-size", type=int, default=256, help="rows read per input at a time (memory; not output)")
     p.add_argument("--threads", type=int, default=2, help="parquet decode/encode threads (not output)")
     p.add_argument("--tokenizer-dir", default=None,
@@ -75,7 +77,7 @@ def main(argv=None) -> None:
     # default collector thresholds spent ~4% of the merge in collections that find nothing.
     gc.set_threshold(100_000, 50, 50)
     manifest = build_mix(specs, args.output_dir, params, batch_size=args.batch_size, threads=args.threads,
-                         decode=decoder(args), dataset=args.dataset_name)
+                         decode=decoder(args), dataset=args.dataset_name, drop_list=args.drop_list)
     write_build_info(args.output_dir, started, sys.argv)
     deviation = {split: manifest["composition"][split]["prefix_deviation"] for split in manifest["files"]}
     log.info("%s: %d rows, %d tokens (%d assistant); worst prefix deviation %.3f B (train), %.4f pp at 1%% prefixes",

@@ -34,6 +34,7 @@ import logging
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -43,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import mix_report as report
+from . import neardup
 from .dataset import params_sha256
 from .hashing import unit_hash
 from .interleave import interleave_schedule
@@ -119,6 +121,16 @@ class MixInput:
     manifest_sha256: str
     files: dict[str, list[Path]]       # split -> part files, in order
     rows: dict[str, int]               # split -> rows
+    # split -> ids left out as near-duplicates (neardup.py); the rows below are those written
+    dropped: dict[str, frozenset] = field(default_factory=dict)
+
+    def kept(self, ids: pa.Array) -> pa.Array | None:
+        """Boolean mask of the rows written among `ids` of one split, or None when all are."""
+        return None if not any(self.dropped.values()) else pc.invert(pc.is_in(ids, value_set=self._dropped_ids))
+
+    @cached_property
+    def _dropped_ids(self) -> pa.Array:
+        return pa.array(sorted(set().union(*self.dropped.values())), pa.string())
 
     def describe(self, mix_dir: Path) -> dict:
         """The input as the mix's manifest records it: its folder relative to the mix's (so
@@ -130,6 +142,8 @@ class MixInput:
             "manifest_sha256": self.manifest_sha256,
             "params_sha256": self.manifest.get("params_sha256"),
             "rows": dict(self.rows),
+            **({"near_duplicate_drops": {split: len(self.dropped.get(split, ())) for split in SPLITS}}
+               if self.dropped else {}),
             # what the mix's validation needs without the input at hand (the split rule its
             # rows were split by; the seed and train_frac of that split)
             "split": {key: self.manifest.get("params", {}).get(key) for key in ("split_by", "seed", "train_frac")},
@@ -250,7 +264,9 @@ def read_spans(inp: MixInput, split: str) -> SplitSpans:
     """Only the small `spans` column: the token data is not touched."""
     parts = {"assistant_token_start": [], "analysis_token_count": [], "final_token_count": []}
     for path in inp.files[split]:
-        spans = pq.read_table(path, columns=["spans"]).column("spans")
+        table = pq.read_table(path, columns=["id", "spans"])
+        kept = inp.kept(table.column("id"))
+        spans = (table.filter(kept) if kept is not None else table).column("spans")
         for key in parts:
             values = pc.struct_field(spans, key)
             if values.null_count:
@@ -263,8 +279,11 @@ def read_spans(inp: MixInput, split: str) -> SplitSpans:
 
 
 def read_ids(inp: MixInput, split: str) -> Iterator[str]:
+    """The ids of the rows the mix takes from the split (near-duplicate drops left out)."""
     for path in inp.files[split]:
-        yield from pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        ids = pq.read_table(path, columns=["id"]).column("id")
+        kept = inp.kept(ids)
+        yield from (ids.filter(kept) if kept is not None else ids).to_pylist()
 
 
 def choose_samples(inp: MixInput, k: int, seed: int) -> dict[str, list[int]]:
@@ -433,6 +452,9 @@ class InputStream:
         for path in self.inp.files[self.split]:
             handle = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
             for batch in handle.iter_batches(batch_size=self.batch_size, columns=list(COLUMNS)):
+                kept = self.inp.kept(batch.column("id"))
+                if kept is not None:
+                    batch = batch.filter(kept)
                 batch = self._canonical(batch, path)
                 self._capture_samples(batch, base)
                 base += batch.num_rows
@@ -563,6 +585,7 @@ def stream_split(inputs: Sequence[MixInput], split: str, schedule: np.ndarray, o
 # --- the whole merge -------------------------------------------------------------------------
 
 MANIFEST_VERSION = 1
+NEAR_DUPLICATES_FILE = "near_duplicates.parquet"   # the drop list, next to manifest.json
 
 
 def common_tokenizer(inputs: Sequence[MixInput]) -> dict | None:
@@ -576,10 +599,12 @@ def common_tokenizer(inputs: Sequence[MixInput]) -> dict | None:
 
 
 def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: MergeParams, *,
-              batch_size: int = 256, threads: int = 2, decode=None, dataset: str | None = None) -> dict:
+              batch_size: int = 256, threads: int = 2, decode=None, dataset: str | None = None,
+              drop_list: Path | None = None) -> dict:
     """Merge the inputs into `output_dir` (assembled aside, moved into place when complete):
     train/ and validation/ part files, manifest.json, stats.json and samples.md.
-    `decode(token_ids) -> str` renders the samples (needed unless samples_per_input is 0)."""
+    `decode(token_ids) -> str` renders the samples (needed unless samples_per_input is 0).
+    `drop_list`: near-duplicates to leave out (neardup.py), copied next to the mix."""
     output_dir = Path(output_dir)
     dataset = dataset or output_dir.name
     if tuple(name for name, _ in specs) != params.inputs:
@@ -590,11 +615,14 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
     tokenizer = common_tokenizer(inputs)
     names = [inp.name for inp in inputs]
     log.info("inputs: %s", ", ".join(f"{i.name} ({i.rows['train']} + {i.rows['validation']} rows)" for i in inputs))
+    drops = neardup.attach_drop_list(drop_list, inputs) if drop_list is not None else None
     spans = {split: [read_spans(inp, split) for inp in inputs] for split in SPLITS}
+    neardup.check_drops_found(inputs, {split: [s.rows for s in spans[split]] for split in SPLITS})
     sample_rows = {inp.name: choose_samples(inp, params.samples_per_input, params.seed) for inp in inputs}
 
     files, composition, split_stats, samples, all_streams = {}, {}, {}, [], {}
     stats = DatasetStats(accounting=Accounting(rows_read=sum(sum(i.rows.values()) for i in inputs)))
+    stats.accounting.drop(neardup.DROP_REASON, drops.rows if drops else 0)
     with assembled_aside(output_dir) as scratch:
         for split in SPLITS:
             schedule = split_schedule(spans[split], params.weight_by, params.seed)
@@ -619,6 +647,7 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             **stats.to_dict(),
             "composition": composition,
             "split_groups": groups,
+            **({"near_duplicates": neardup.mix_section(drops, scratch / NEAR_DUPLICATES_FILE)} if drops else {}),
             "warnings": groups_warnings(groups, inputs),
             "files": files,
         }

@@ -3,7 +3,8 @@
     python -m distill_data.report_items DIR --validation V.json --out-dir OUT [--samples N --seed S]
 
 writes into OUT:
-  accounting.html   rows read, written per split, every drop reason, the distributions
+  accounting.html   rows read, written per split, every drop reason, the distributions (the mix:
+                    its near-duplicate clusters and drops)
                     (exercise, language, domain, …); the mix: rows and shares per input
   tokens.png        histograms of prompt / analysis / final / total tokens per row
   samples.html      N rows decoded, the trained part (labels != -100) marked
@@ -144,6 +145,8 @@ def accounting_html(manifest: dict) -> str:
                  _table(["target", "value"], _flat_rows(manifest["targets"]))]
     if isinstance(manifest.get("split_groups"), dict):
         body += ["<h3>Split groups</h3>", _table(["", "value"], _flat_rows(manifest["split_groups"]))]
+    if isinstance(manifest.get("near_duplicates"), dict):
+        body += near_duplicates_html(manifest["near_duplicates"])
     if manifest.get("not_read"):
         not_read = manifest["not_read"]
         body += ["<h3>Not read (token budget reached)</h3>",
@@ -199,6 +202,29 @@ def positions_html(positions: dict) -> list[str]:
     return [f"<h3>Where the rows come from (order {html.escape(str(positions.get('order')))}{html.escape(block)})</h3>",
             f"<p>Equal bins of the source's {extent:,} {html.escape(str(positions.get('unit')))}, files in input order.</p>",
             _table(["part of the source", "rows read", "rows written", ""], rows, 1)]
+
+
+def near_duplicates_html(found: dict) -> list[str]:
+    """The mix's near-duplicate clusters and the rows each input lost to them."""
+    params = found.get("params", {})
+    clusters = [["clusters", found.get("clusters")], ["rows in clusters", found.get("rows_in_clusters")],
+                ["straddling the split before the policy", found.get("clusters_straddling_the_split_before_the_policy")],
+                *[[f"within {name}", n] for name, n in (found.get("clusters_within_one_input") or {}).items()],
+                *[[f"across {names}", n] for names, n in (found.get("clusters_across_inputs") or {}).items()],
+                *[[f"of {c.get('size')} rows", c.get("clusters")] for c in found.get("cluster_sizes") or []]]
+    hashed = {name: sum((entry.get("rows_hashed") or {}).values()) for name, entry in (found.get("inputs") or {}).items()}
+    dropped = [[name, d.get("train"), d.get("validation"), hashed.get(name, 0)]
+               for name, d in (found.get("dropped") or {}).items()]
+    body = [f"<h3>Near-duplicates (Jaccard &ge; {html.escape(str(params.get('threshold')))}, "
+            f"{html.escape(str(params.get('shingle')))}, kept by priority "
+            f"{html.escape(', '.join(params.get('priority') or []))})</h3>",
+            _table(["clusters", "value"], clusters),
+            _table(["input", "dropped: train", "dropped: validation", "rows hashed"], dropped)]
+    for cluster in found.get("sample_clusters") or []:
+        body.append(_table([f"cluster {cluster.get('cluster')} ({cluster.get('size')} rows)", "id", "kept", "prompt"],
+                           [[r.get("input"), r.get("id"), "kept" if r.get("kept") else "dropped", f"“{r.get('prompt')}”"]
+                            for r in cluster.get("rows", [])], numeric_from=9))
+    return body
 
 
 # --- token histograms -----------------------------------------------------------------------

@@ -29,7 +29,10 @@ Checks on every dataset (and on the mix):
 Mix only:
   mix_rows         every input row exactly once (by id, against the inputs' files and
                    manifests), with its input's spans, train only from train, each input's
-                   rows in their own order
+                   rows in their own order; with near-duplicate drops: every input row once
+                   unless the mix's near_duplicates.parquet (by its sha256 in the manifest)
+                   lists it, no listed row in the mix, the kept row of each listed one in it,
+                   and the drop counts in the manifest those of the list
   mix_composition  every prefix of a split within one row's weight of the split's composition
                    (the bound interleave.py promises), manifest shares as realised
 """
@@ -616,7 +619,8 @@ def validate(directory: Path, options: Options, inputs: Sequence[tuple[str, Path
     check_accounting(manifest, report)
     extra = {}
     if mix:
-        extra = check_mix(manifest, report, inputs, mix_order, params.get("weight_by", "assistant_tokens"))
+        extra = check_mix(manifest, report, inputs, mix_order, params.get("weight_by", "assistant_tokens"),
+                          Path(directory))
     seconds = time.perf_counter() - started
     result = {
         "report_version": REPORT_VERSION,
@@ -707,7 +711,7 @@ def check_accounting(manifest: dict, report: Report) -> None:
 # --- the mix ------------------------------------------------------------------------------------
 
 def check_mix(manifest: dict, report: Report, inputs: Sequence[tuple[str, Path]], order: dict,
-              weight_by: str) -> dict:
+              weight_by: str, mix_dir: Path) -> dict:
     rows = report["mix_rows"]
     listed = {entry.get("name"): entry for entry in manifest.get("inputs", [])}
     names = [name for name, _ in inputs]
@@ -743,6 +747,7 @@ def check_mix(manifest: dict, report: Report, inputs: Sequence[tuple[str, Path]]
             if name in listed and listed[name].get("rows", {}).get(split) != expected[split][name]:
                 rows.fail(f"input {name}: the mix manifest says {listed[name].get('rows', {}).get(split)} "
                           f"{split} rows, its files hold {expected[split][name]}", input=name)
+    dropped = near_duplicate_drops(manifest, report, where_from, directory=mix_dir)
     found: set[str] = set()
     last_position: dict[tuple, int] = {}
     for split in SPLITS:
@@ -753,6 +758,8 @@ def check_mix(manifest: dict, report: Report, inputs: Sequence[tuple[str, Path]]
             if origin is None:
                 rows.fail("not a row of any input", **where)
                 continue
+            if row_id in dropped:
+                rows.fail(f"listed as a near-duplicate drop (of {dropped[row_id]}), but in the mix", **where)
             if row_id in found:
                 rows.fail(f"input row appears more than once (input {origin[0]})", **where)
                 continue
@@ -767,12 +774,54 @@ def check_mix(manifest: dict, report: Report, inputs: Sequence[tuple[str, Path]]
             if origin[1] == split and last_position.get(key, -1) > origin[2]:
                 rows.fail(f"out of {origin[0]}'s order (its row {origin[2]} after row {last_position[key]})", **where)
             last_position[key] = max(last_position.get(key, -1), origin[2])
-    missing = [row_id for row_id in where_from if row_id not in found]
+    for row_id, kept in dropped.items():
+        if kept not in found:
+            rows.fail(f"listed as a near-duplicate of {kept}, which is not in the mix either", id=row_id)
+    missing = [row_id for row_id in where_from if row_id not in found and row_id not in dropped]
     for row_id in missing[:MAX_FAILURES]:
         rows.fail(f"input row missing from the mix (input {where_from[row_id][0]}, {where_from[row_id][1]})", id=row_id)
     if len(missing) > MAX_FAILURES:
         rows.failures += len(missing) - MAX_FAILURES
     return {"composition": check_composition(manifest, report, order, names, weight_by)}
+
+
+def near_duplicate_drops(manifest: dict, report: Report, where_from: dict, directory: Path) -> dict[str, str]:
+    """The rows the mix lists as near-duplicate drops (id -> the kept id of its cluster), read
+    from its near_duplicates.parquet and checked against the manifest and the inputs."""
+    rows = report["mix_rows"]
+    section = manifest.get("near_duplicates")
+    if not section:
+        return {}
+    listed = section.get("file") or {}
+    path = directory / str(listed.get("path", "near_duplicates.parquet"))
+    rows.checked += 1
+    try:
+        digest = sha256_file(path)
+        table = pq.read_table(path, columns=["input", "split", "id", "kept_id"])
+    except (OSError, pa.ArrowException) as exc:
+        rows.fail(f"the near-duplicate drop list {path} is unreadable ({exc})")
+        return {}
+    if digest != listed.get("sha256") or table.num_rows != listed.get("rows"):
+        rows.fail(f"{path} (sha256 {digest[:12]}…, {table.num_rows} rows) is not the drop list the manifest "
+                  f"lists (sha256 {str(listed.get('sha256'))[:12]}…, {listed.get('rows')} rows)")
+    dropped: dict[str, str] = {}
+    per_input: dict[str, Counter] = defaultdict(Counter)
+    for name, split, row_id, kept in zip(*(table.column(c).to_pylist() for c in ("input", "split", "id", "kept_id"))):
+        origin = where_from.get(row_id)
+        if origin is None or origin[:2] != (name, split):
+            rows.fail(f"the drop list names a row of input {name}'s {split} split that is not there", id=row_id)
+            continue
+        dropped[row_id] = kept
+        per_input[name][split] += 1
+    counted = (manifest.get("accounting") or {}).get("dropped", {}).get("near_duplicate", 0)
+    if counted != table.num_rows:
+        rows.fail(f"accounting.dropped.near_duplicate = {counted}, the drop list has {table.num_rows} rows")
+    for entry in manifest.get("inputs", []):
+        want = {split: per_input[entry.get("name")][split] for split in SPLITS}
+        if entry.get("near_duplicate_drops", {split: 0 for split in SPLITS}) != want:
+            rows.fail(f"input {entry.get('name')}: near_duplicate_drops {entry.get('near_duplicate_drops')}, "
+                      f"the drop list gives {want}")
+    return dropped
 
 
 def _weight(spans: dict, weight_by: str) -> int:
