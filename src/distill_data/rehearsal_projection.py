@@ -14,15 +14,17 @@ SYNTH_SHARDS = 54
 # runs once per SYNTH shard; an edge between two per-shard rules joins shard i to shard i.
 RULE_DEPS = {
     "stage_tokenizer": [],
+    "decontam_index": [],   # only with decontam.benchmarks; the scans and builds then wait for it
     "synth_link": [],
-    "synth_scan": ["synth_link"],
+    "synth_scan": ["synth_link", "decontam_index"],
     "synth_plan": ["synth_scan"],
     "synth_encode": ["synth_plan", "stage_tokenizer"],
     "synth_finalize": ["synth_encode", "stage_tokenizer"],
-    "code_build": ["stage_tokenizer"],
-    "math_build": ["stage_tokenizer"],
-    "chat_build": ["stage_tokenizer"],
-    "merge_mix": ["synth_finalize", "code_build", "math_build", "chat_build"],
+    "code_build": ["stage_tokenizer", "decontam_index"],
+    "math_build": ["stage_tokenizer", "decontam_index"],
+    "chat_build": ["stage_tokenizer", "decontam_index"],
+    "mix_near_duplicates": ["synth_finalize", "code_build", "math_build", "chat_build"],
+    "merge_mix": ["mix_near_duplicates", "synth_finalize", "code_build", "math_build", "chat_build"],
     **{f"validate_{n}": [b] for n, b in (("synth", "synth_finalize"), ("code", "code_build"),
                                           ("math", "math_build"), ("chat", "chat_build"))},
     "validate_mix": ["merge_mix", "synth_finalize", "code_build", "math_build", "chat_build"],

@@ -31,11 +31,11 @@ ROW_SCALED = ("synth_scan", "synth_plan")   # their work grows with the rows of 
 
 def scaled_by(rule: str) -> str | None:
     """The dataset whose tokens a rule's work grows with (None: a fixed cost)."""
-    if rule in ("stage_tokenizer", "synth_link"):
+    if rule in ("stage_tokenizer", "synth_link", "decontam_index"):  # the index: the benchmarks' size
         return None
     if rule.startswith("synth_"):
         return "synth"
-    if rule == "merge_mix":
+    if rule in ("merge_mix", "mix_near_duplicates"):
         return "mix"
     head, _, tail = rule.partition("_")
     return head if tail == "build" else tail
