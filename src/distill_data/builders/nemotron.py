@@ -13,6 +13,7 @@ that are not JSON or not an object count towards `max_bad_line_frac`.
 from __future__ import annotations
 
 import bisect
+import re
 
 import json
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ from ..io import SourceError
 from ..schema import example_schema, source_type
 from ..hashing import content_digest
 from ..text import clean_text, normalize_text
+
+try:  # about 3x faster than json on these lines; a line it rejects is parsed again by json
+    from orjson import JSONDecodeError as _FastJSONError, loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a base dependency
+    _fast_loads = None
 
 DATASET_HF = "nvidia/Nemotron-Math-v2"
 ID_PREFIX = "nemotron_math"
@@ -52,6 +58,7 @@ UNREADABLE = frozenset({DROP_INVALID_JSON, DROP_NOT_AN_OBJECT})
 EARLY_CHECK_LINES = 10_000
 DETAIL_CHARS = 160
 UTF8_BOM = b"\xef\xbb\xbf"
+LONG_DIGITS = re.compile(rb"[0-9]{19}")   # a number orjson might not give as json does
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,17 @@ def parse_line(raw: bytes) -> dict | budget.Drop:
     """The JSON object on a line, or why there is none."""
     if not raw.strip():
         return budget.Drop(DROP_BLANK_LINE)
+    if _fast_loads is not None and not LONG_DIGITS.search(raw):
+        # orjson accepts less than json (no NaN, no lone surrogates, no UTF-16, nesting up to
+        # 1024) and gives the same objects for what it accepts, but an integer beyond 64 bits
+        # as a float: lines with such a run of digits, and whatever orjson refuses, go to
+        # json, whose verdict and message are the record.
+        try:
+            obj = _fast_loads(raw)
+        except _FastJSONError:
+            pass
+        else:
+            return obj if isinstance(obj, dict) else budget.Drop(DROP_NOT_AN_OBJECT, f"a JSON {type(obj).__name__}")
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
@@ -122,19 +140,44 @@ def candidate(obj: dict, drop_tool_rows: bool) -> Example | budget.Drop:
     return budget.with_categories(_candidate(obj, drop_tool_rows), {"data_source": data_source or None})
 
 
+def _roles(obj: dict) -> tuple[dict | None, dict | None, bool]:
+    """One pass over the messages: (first user message, last assistant message, whether a
+    message is a tool message or has non-empty `tool_calls`), as `messages_with_role` and
+    `is_tool_row` see them."""
+    messages = obj.get("messages")
+    first_user = last_assistant = None
+    tool = False
+    if not isinstance(messages, list):
+        return None, None, False
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        if role == "user":
+            if first_user is None:
+                first_user = m
+        elif role == "assistant":
+            last_assistant = m
+        elif role == "tool":
+            tool = True
+        if not tool:
+            calls = m.get("tool_calls")
+            if calls is not None and has_tools(calls):
+                tool = True
+    return first_user, last_assistant, tool
+
+
 def _candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
-    users = messages_with_role(obj, "user")
-    if not users:
+    user, last, tool_message = _roles(obj)
+    if user is None:
         return DROP_NO_USER_MESSAGE
-    assistants = messages_with_role(obj, "assistant")
-    if not assistants:
+    if last is None:
         return DROP_NO_ASSISTANT_MESSAGE
-    if drop_tool_rows and is_tool_row(obj):
+    if drop_tool_rows and (tool_message or has_tools(obj.get("tools"))):
         return DROP_TOOL_ROW
-    prompt = clean_text(users[0].get("content"))
+    prompt = clean_text(user.get("content"))
     if not prompt:
         return DROP_EMPTY_PROMPT
-    last = assistants[-1]
     final = clean_text(last.get("content"))
     if not final:
         return DROP_EMPTY_ANSWER

@@ -1,0 +1,58 @@
+"""The math builder parses lines with orjson and hands every line orjson refuses to json:
+the parsed object or the drop (reason and message) of each line, and the candidate built from
+it, must equal json's, on the lines where the two parsers differ."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distill_data.builders import nemotron
+
+MESSAGES = [{"role": "user", "content": " 2+2? "}, {"role": "assistant", "content": "4", "reasoning_content": "add"}]
+LINES = [
+    json.dumps({"uuid": "a", "messages": MESSAGES}).encode(),
+    json.dumps({"uuid": "a", "messages": MESSAGES}, ensure_ascii=False).encode() + b"\r\n",
+    b'{"uuid": "b", "x": NaN, "messages": %s}' % json.dumps(MESSAGES).encode(),         # json only
+    b'{"uuid": "c", "n": 123456789012345678901234567890, "messages": []}',             # json only
+    b'{"uuid": "\\ud800", "messages": %s}' % json.dumps(MESSAGES).encode(),            # lone surrogate
+    b"\xef\xbb\xbf" + json.dumps({"messages": MESSAGES}).encode(),                     # a BOM inside the file
+    json.dumps({"messages": MESSAGES}).encode("utf-16"),                                # json detects UTF-16
+    b'{"a": 1, "a": 2, "messages": %s}' % json.dumps(MESSAGES).encode(),               # repeated key
+    b"[" * 2000 + b"]" * 2000,                                                          # deeper than orjson's limit
+    b'{"messages": [1, {"role": "tool"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
+    b'{"tools": "[]", "messages": [{"role": "user", "content": "q", "tool_calls": []}, {"role": "assistant", "content": "a", "tool_calls": "{}"}]}',
+    b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "tool_calls": [{"f": 1}]}]}',
+    b'{"messages": [{"role": "user", "content": ""}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": " "}]}',
+    b'{"messages": "no list"}', b"17", b'"text"', b"null", b"{bad", b"\xff\xfe{}", b"  \t", b'{"x": 1e400}',
+    b'{"x": 1.7976931348623157e308, "y": -0.0, "messages": []}',
+    b'{"n": [-99999999999999999999, 18446744073709551615, 9223372036854775808, 1.00000000000000000001], "messages": []}',
+]
+
+
+def verdict(raw: bytes):
+    parsed = nemotron.parse_line(raw)
+    item = nemotron.candidate(parsed, True) if isinstance(parsed, dict) else parsed
+    return repr(parsed), repr(item)
+
+
+@pytest.mark.parametrize("raw", LINES)
+def test_fast_parse_equals_json(raw, monkeypatch):
+    assert nemotron._fast_loads is not None   # orjson is installed (a base dependency)
+    fast = verdict(raw)
+    monkeypatch.setattr(nemotron, "_fast_loads", None)
+    assert fast == verdict(raw)
+
+
+def test_one_pass_over_messages_equals_the_role_lists():
+    for raw in LINES:
+        obj = nemotron.parse_line(raw)
+        if not isinstance(obj, dict):
+            continue
+        users = nemotron.messages_with_role(obj, "user")
+        assistants = nemotron.messages_with_role(obj, "assistant")
+        user, last, tool = nemotron._roles(obj)
+        assert user is (users[0] if users else None)
+        assert last is (assistants[-1] if assistants else None)
+        assert (tool or nemotron.has_tools(obj.get("tools"))) == nemotron.is_tool_row(obj)
