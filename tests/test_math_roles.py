@@ -1,12 +1,10 @@
-"""The math builder parses lines with orjson and hands every line orjson refuses to json:
-the parsed object or the drop (reason and message) of each line, and the candidate built from
-it, must equal json's, on the lines where the two parsers differ."""
+"""The math builder finds a line's first user message, last assistant message and tool use in
+one pass over its messages (`nemotron._roles`): equal to the role lists and `is_tool_row`, on
+messages of every shape (not objects, repeated roles, tool roles and calls in each form)."""
 
 from __future__ import annotations
 
 import json
-
-import pytest
 
 from distill_data.builders import nemotron
 
@@ -30,19 +28,6 @@ LINES = [
     b'{"n": [-99999999999999999999, 18446744073709551615, 9223372036854775808, 1.00000000000000000001], "messages": []}',
 ]
 
-
-def verdict(raw: bytes):
-    parsed = nemotron.parse_line(raw)
-    item = nemotron.candidate(parsed, True) if isinstance(parsed, dict) else parsed
-    return repr(parsed), repr(item)
-
-
-@pytest.mark.parametrize("raw", LINES)
-def test_fast_parse_equals_json(raw, monkeypatch):
-    assert nemotron._fast_loads is not None   # orjson is installed (a base dependency)
-    fast = verdict(raw)
-    monkeypatch.setattr(nemotron, "_fast_loads", None)
-    assert fast == verdict(raw)
 
 
 def test_one_pass_over_messages_equals_the_role_lists():
