@@ -94,9 +94,11 @@ def clean_strings(column: pa.Array) -> list[str]:
     column = plain_column(column)
     if pa.types.is_null(column.type):
         return [""] * len(column)
-    filled = pc.fill_null(column, "")
-    values = filled.to_pylist()
-    dirty = pc.match_substring_regex(filled, NEEDS_CLEANING)
+    values = column.to_pylist()
+    if column.null_count:
+        for i in pc.is_null(column).to_numpy(zero_copy_only=False).nonzero()[0].tolist():
+            values[i] = ""
+    dirty = pc.fill_null(pc.match_substring_regex(column, NEEDS_CLEANING), False)
     for i in dirty.to_numpy(zero_copy_only=False).nonzero()[0].tolist():
         values[i] = clean_text(values[i])
     return values

@@ -141,6 +141,8 @@ def best_reply(candidates: Sequence[tuple[str, float | None]], seed: int) -> str
     """The example among a prompt's candidate replies, given as (message_id, rank): the lowest
     rank; unranked replies only when none is ranked; ties and unranked ones by the smallest
     u(message_id, seed, "best")."""
+    if len(candidates) == 1:   # the common case: nothing to compare
+        return candidates[0][0]
     ranked = [c for c in candidates if c[1] is not None]
     pool = ranked or candidates
     return min(pool, key=lambda c: (c[1] if ranked else 0.0, unit_hash(c[0], seed, "best"), c[0]))[0]
@@ -208,7 +210,8 @@ class Oasst2Source(budget.CountedSource):
             kinds = [v if v in (PROMPTER, ASSISTANT) else "other" for v in role_values]
             cols = {c: plain_column(raw.column(c)).to_pylist() for c in ("review_result", "deleted", "rank")}
             cols.update((c, clean_strings(raw.column(c))) for c in ("message_id", "parent_id", "text"))
-            counts.update(kinds[code] for code in role_codes)
+            for code, n in Counter(role_codes).items():   # codes in first-seen order, as the rows
+                counts[kinds[code]] += n
             nodes = self.nodes
             for mid, parent, role_code, text, lang_code, reviewed, deleted, rank in zip(
                     cols["message_id"], cols["parent_id"], role_codes, cols["text"], lang_codes,
