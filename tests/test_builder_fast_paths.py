@@ -88,3 +88,16 @@ def test_clean_strings_equal_clean_text_of_each_value():
                    pa.array(values).dictionary_encode()):
         assert clean_strings(column) == expected
     assert clean_strings(pa.nulls(2)) == ["", ""]
+
+
+def test_normalize_text_skips_nfkc_only_for_ascii():
+    """normalize_text leaves NFKC out for ASCII texts: every ASCII character is NFKC-stable,
+    and texts with other characters still go through it."""
+    import unicodedata
+
+    from distill_data.text import normalize_text
+
+    ascii_text = "".join(map(chr, range(128)))
+    assert unicodedata.normalize("NFKC", ascii_text) == ascii_text
+    for text in (ascii_text, " A\x00b\tC ", "Ｈｅｌｌｏ ﬁ", "x\u2003y", "ǅ", "Ⅻ"):
+        assert normalize_text(text) == " ".join(unicodedata.normalize("NFKC", text.replace("\x00", "").strip()).split()).casefold()
