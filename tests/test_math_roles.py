@@ -12,13 +12,13 @@ MESSAGES = [{"role": "user", "content": " 2+2? "}, {"role": "assistant", "conten
 LINES = [
     json.dumps({"uuid": "a", "messages": MESSAGES}).encode(),
     json.dumps({"uuid": "a", "messages": MESSAGES}, ensure_ascii=False).encode() + b"\r\n",
-    b'{"uuid": "b", "x": NaN, "messages": %s}' % json.dumps(MESSAGES).encode(),         # json only
-    b'{"uuid": "c", "n": 123456789012345678901234567890, "messages": []}',             # json only
-    b'{"uuid": "\\ud800", "messages": %s}' % json.dumps(MESSAGES).encode(),            # lone surrogate
-    b"\xef\xbb\xbf" + json.dumps({"messages": MESSAGES}).encode(),                     # a BOM inside the file
-    json.dumps({"messages": MESSAGES}).encode("utf-16"),                                # json detects UTF-16
-    b'{"a": 1, "a": 2, "messages": %s}' % json.dumps(MESSAGES).encode(),               # repeated key
-    b"[" * 2000 + b"]" * 2000,                                                          # deeper than orjson's limit
+    b'{"uuid": "b", "x": NaN, "messages": %s}' % json.dumps(MESSAGES).encode(),
+    b'{"uuid": "c", "n": 123456789012345678901234567890, "messages": []}',
+    b'{"uuid": "\\ud800", "messages": %s}' % json.dumps(MESSAGES).encode(),
+    b"\xef\xbb\xbf" + json.dumps({"messages": MESSAGES}).encode(),
+    json.dumps({"messages": MESSAGES}).encode("utf-16"),
+    b'{"a": 1, "a": 2, "messages": %s}' % json.dumps(MESSAGES).encode(),
+    b"[" * 2000 + b"]" * 2000,
     b'{"messages": [1, {"role": "tool"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}',
     b'{"tools": "[]", "messages": [{"role": "user", "content": "q", "tool_calls": []}, {"role": "assistant", "content": "a", "tool_calls": "{}"}]}',
     b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "tool_calls": [{"f": 1}]}]}',
