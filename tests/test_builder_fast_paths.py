@@ -70,3 +70,34 @@ def test_category_codes_clean_each_value():
     assert [values[c] for c in codes] == ["a", None, "a", None, "b"]
     codes, values = category_codes(pa.nulls(3))
     assert [values[c] for c in codes] == [None, None, None]
+
+
+def test_clean_strings_equal_clean_text_of_each_value():
+    """io.clean_strings (the values that need it cleaned in Python, found on the Arrow column)
+    gives clean_text of every value: every character Python strips, NULs, nulls, inner spaces."""
+    import itertools
+
+    from distill_data.io import clean_strings
+    from distill_data.text import clean_text
+
+    spaces = [c for c in map(chr, range(0x110000)) if c.isspace()]
+    atoms = ["", "a", "\x00", "é", "\u200b", "\ufeff", "\U0001f600", *spaces]
+    values = [None] + ["".join(p) for p in itertools.product(atoms, repeat=3)]
+    expected = [clean_text(v) for v in values]
+    for column in (pa.array(values, pa.string()), pa.array(values, pa.large_string()),
+                   pa.array(values).dictionary_encode()):
+        assert clean_strings(column) == expected
+    assert clean_strings(pa.nulls(2)) == ["", ""]
+
+
+def test_normalize_text_skips_nfkc_only_for_ascii():
+    """normalize_text leaves NFKC out for ASCII texts: every ASCII character is NFKC-stable,
+    and texts with other characters still go through it."""
+    import unicodedata
+
+    from distill_data.text import normalize_text
+
+    ascii_text = "".join(map(chr, range(128)))
+    assert unicodedata.normalize("NFKC", ascii_text) == ascii_text
+    for text in (ascii_text, " A\x00b\tC ", "Ｈｅｌｌｏ ﬁ", "x\u2003y", "ǅ", "Ⅻ"):
+        assert normalize_text(text) == " ".join(unicodedata.normalize("NFKC", text.replace("\x00", "").strip()).split()).casefold()

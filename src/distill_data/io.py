@@ -80,6 +80,30 @@ def plain_column(column: pa.Array) -> pa.Array:
     return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
+# A value `clean_text` changes: it holds a NUL, or starts or ends with a character Python's
+# str.strip() removes (exactly those for which str.isspace() holds), in RE2 syntax.
+_SPACE = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x3001)) if c.isspace())
+NEEDS_CLEANING = f"\\x00|^[{_SPACE}]|[{_SPACE}]$"
+
+
+def clean_strings(column: pa.Array) -> list[str]:
+    """`clean_text` of every value of a text column, as a Python list: the values that need it
+    are found on the Arrow column, and only those are cleaned in Python (null gives "")."""
+    from .text import clean_text
+
+    column = plain_column(column)
+    if pa.types.is_null(column.type):
+        return [""] * len(column)
+    values = column.to_pylist()
+    if column.null_count:
+        for i in pc.is_null(column).to_numpy(zero_copy_only=False).nonzero()[0].tolist():
+            values[i] = ""
+    dirty = pc.fill_null(pc.match_substring_regex(column, NEEDS_CLEANING), False)
+    for i in dirty.to_numpy(zero_copy_only=False).nonzero()[0].tolist():
+        values[i] = clean_text(values[i])
+    return values
+
+
 def category_codes(column: pa.Array) -> tuple[list, list]:
     """A text column of few distinct values (a category): (per row an index into the values,
     the values as `clean_text(v) or None`), each distinct value cleaned once; null rows get

@@ -5,7 +5,6 @@ from __future__ import annotations
 import unicodedata
 
 
-
 def clean_text(text: str | None) -> str:
     """Drop NUL characters and surrounding whitespace; None (or a non-string) is empty."""
     if not text or not isinstance(text, str):
@@ -18,6 +17,8 @@ def clean_text(text: str | None) -> str:
 def normalize_text(text: str | None) -> str:
     """The form two texts are compared in for the split group and for duplicates (CONTRACT.md):
     Unicode NFKC, whitespace runs collapsed to one space, stripped, case-folded."""
-    text = unicodedata.normalize("NFKC", clean_text(text))
+    text = clean_text(text)
+    if not text.isascii():   # ASCII is NFKC already; isascii() is a flag lookup
+        text = unicodedata.normalize("NFKC", text)
     # str.split() splits on exactly the characters regex `\s` matches, about 10x faster
     return " ".join(text.split()).casefold()

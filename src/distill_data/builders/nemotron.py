@@ -122,19 +122,44 @@ def candidate(obj: dict, drop_tool_rows: bool) -> Example | budget.Drop:
     return budget.with_categories(_candidate(obj, drop_tool_rows), {"data_source": data_source or None})
 
 
+def _roles(obj: dict) -> tuple[dict | None, dict | None, bool]:
+    """One pass over the messages: (first user message, last assistant message, whether a
+    message is a tool message or has non-empty `tool_calls`), as `messages_with_role` and
+    `is_tool_row` see them."""
+    messages = obj.get("messages")
+    first_user = last_assistant = None
+    tool = False
+    if not isinstance(messages, list):
+        return None, None, False
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        if role == "user":
+            if first_user is None:
+                first_user = m
+        elif role == "assistant":
+            last_assistant = m
+        elif role == "tool":
+            tool = True
+        if not tool:
+            calls = m.get("tool_calls")
+            if calls is not None and has_tools(calls):
+                tool = True
+    return first_user, last_assistant, tool
+
+
 def _candidate(obj: dict, drop_tool_rows: bool) -> Example | str:
-    users = messages_with_role(obj, "user")
-    if not users:
+    user, last, tool_message = _roles(obj)
+    if user is None:
         return DROP_NO_USER_MESSAGE
-    assistants = messages_with_role(obj, "assistant")
-    if not assistants:
+    if last is None:
         return DROP_NO_ASSISTANT_MESSAGE
-    if drop_tool_rows and is_tool_row(obj):
+    if drop_tool_rows and (tool_message or has_tools(obj.get("tools"))):
         return DROP_TOOL_ROW
-    prompt = clean_text(users[0].get("content"))
+    prompt = clean_text(user.get("content"))
     if not prompt:
         return DROP_EMPTY_PROMPT
-    last = assistants[-1]
     final = clean_text(last.get("content"))
     if not final:
         return DROP_EMPTY_ANSWER

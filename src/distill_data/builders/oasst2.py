@@ -41,7 +41,7 @@ import pyarrow as pa
 from .. import budget, spread
 from ..encode import DROP_ENCODING_ERROR, DROP_TOO_LONG, Example, ExampleEncoder
 from ..hashing import content_digest, unit_hash
-from ..io import SourceError, category_codes, iter_parquet_batches, open_parquet, plain_column
+from ..io import SourceError, category_codes, clean_strings, iter_parquet_batches, open_parquet, plain_column
 from ..schema import example_schema, source_type
 from ..text import clean_text, normalize_text
 
@@ -141,6 +141,8 @@ def best_reply(candidates: Sequence[tuple[str, float | None]], seed: int) -> str
     """The example among a prompt's candidate replies, given as (message_id, rank): the lowest
     rank; unranked replies only when none is ranked; ties and unranked ones by the smallest
     u(message_id, seed, "best")."""
+    if len(candidates) == 1:   # the common case: nothing to compare
+        return candidates[0][0]
     ranked = [c for c in candidates if c[1] is not None]
     pool = ranked or candidates
     return min(pool, key=lambda c: (c[1] if ranked else 0.0, unit_hash(c[0], seed, "best"), c[0]))[0]
@@ -206,16 +208,18 @@ class Oasst2Source(budget.CountedSource):
             role_values = [v or "" for v in role_values]
             lang_values = [v or "" for v in lang_values]
             kinds = [v if v in (PROMPTER, ASSISTANT) else "other" for v in role_values]
-            cols = {c: plain_column(raw.column(c)).to_pylist()
-                    for c in ("message_id", "parent_id", "text", "review_result", "deleted", "rank")}
+            cols = {c: plain_column(raw.column(c)).to_pylist() for c in ("review_result", "deleted", "rank")}
+            cols.update((c, clean_strings(raw.column(c))) for c in ("message_id", "parent_id", "text"))
+            for code, n in Counter(role_codes).items():   # codes in first-seen order, as the rows
+                counts[kinds[code]] += n
+            nodes = self.nodes
             for mid, parent, role_code, text, lang_code, reviewed, deleted, rank in zip(
                     cols["message_id"], cols["parent_id"], role_codes, cols["text"], lang_codes,
                     cols["review_result"], cols["deleted"], cols["rank"]):
-                role, lang, mid = role_values[role_code], lang_values[lang_code], clean_text(mid)
-                counts[kinds[role_code]] += 1
-                if mid and mid not in self.nodes:  # a repeated id keeps its first row
-                    self.nodes[mid] = Message(clean_text(parent), role, reviewed is True, deleted is True,
-                                              clean_text(text), lang, rank_value(rank))
+                role = role_values[role_code]
+                if mid and mid not in nodes:  # a repeated id keeps its first row
+                    nodes[mid] = Message(parent, role, reviewed is True, deleted is True, text,
+                                         lang_values[lang_code], rank_value(rank))
                 if role == ASSISTANT:
                     yield mid
 
@@ -380,21 +384,20 @@ class Oasst2Source(budget.CountedSource):
             row = 0
             for raw in iter_parquet_batches(path, REPLY_COLUMNS, batch_size, string_columns=REPLY_COLUMNS):
                 n = raw.num_rows
-                roles = plain_column(raw.column("role")).to_pylist()
-                ids = plain_column(raw.column("message_id")).to_pylist()
-                tree_column = plain_column(raw.column("message_tree_id")).to_pylist()
+                role_codes, role_values = category_codes(raw.column("role"))
+                assistant = [v == ASSISTANT for v in role_values]
+                ids = clean_strings(raw.column("message_id"))
+                tree_column = clean_strings(raw.column("message_tree_id"))
                 lang_codes, langs = category_codes(raw.column("lang"))
                 categories = [{"lang": lang} for lang in langs]
                 positions, items, full, trees = [], [], [], []
-                for i in range(n):
-                    if clean_text(roles[i]) != "assistant":
-                        continue
+                for i in [i for i, code in enumerate(role_codes) if assistant[code]]:
                     reply = next(replies, None)
-                    if reply is None or reply.message_id != clean_text(ids[i]):
+                    if reply is None or reply.message_id != ids[i]:
                         raise SourceError(f"{path}: row {row + i} is not the reply read by the first pass; "
                                           "the file changed during the build")
                     positions.append(row + i)
-                    trees.append(clean_text(tree_column[i]) or reply.message_id)   # no tree: a tree of its own
+                    trees.append(tree_column[i] or reply.message_id)   # no tree: a tree of its own
                     dropped = self._early_drop(reply, categories[lang_codes[i]])
                     if dropped is None:
                         full.append((len(items), i, reply))
