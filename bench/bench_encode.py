@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distill_data.builders import synth
+from distill_data.builders import synth, synth_plan
 from distill_data.demo.synth import write_synth_source
 from distill_data.encode import ExampleEncoder
 from distill_data.render import HarmonyRenderer, harmony_conversation
@@ -34,7 +34,7 @@ def kept_texts(shard: Path, mask_path: Path, plan: dict, params: synth.SynthPara
     triples = []
     for row, verdict in zip(table.to_pylist(), mask):
         key = clean_text(row["synth_id"])
-        if verdict["quality_drop"] or synth.sampling_drop(key, verdict["memorization"], verdict["english"], plan):
+        if verdict["quality_drop"] or synth_plan.sampling_drop(key, verdict["memorization"], verdict["english"], plan):
             continue
         prompt = synth.build_prompt(row["query"], row["query_seed_text"], clean_text(row["exercise"]),
                                     row["constraints"], params.include_seed_text, params.append_rag_sources)
@@ -54,7 +54,7 @@ def main() -> None:
         tmp = Path(tmp)
         shard = write_synth_source(tmp / "raw", ["synth_010.parquet"], args.rows, seed=1)[0]
         synth.write_scan(shard, tmp / "mask.parquet", tmp / "scan.json", 4096)
-        plan = synth.make_plan([synth.load_json(tmp / "scan.json")], params)
+        plan = synth_plan.make_plan([synth_plan.load_json(tmp / "scan.json")], params)
         triples = kept_texts(shard, tmp / "mask.parquet", plan, params)
 
         from openai_harmony import RenderConversationConfig

@@ -20,9 +20,9 @@ if _missing and os.path.isdir(SYNTH["raw_root"]):
     stop(f"{len(_missing)} shard(s) of {SYNTH['shard_list']} do not exist: " + ", ".join(_missing))
 _SYNTH_PROBLEM = None if os.path.isdir(SYNTH["raw_root"]) else f"config key synth.raw_root: {SYNTH['raw_root']}: no such folder"
 RAW_PROBLEMS["synth"] = lambda: _SYNTH_PROBLEM
-SYNTH_CODE = code_version(*DECONTAM_CODE, "builders/synth.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
+SYNTH_CODE = code_version(*DECONTAM_CODE, "builders/synth.py", "builders/synth_plan.py", "builders/synth_check.py", "text.py", "io.py", "hashing.py", "stats.py", "writer.py",
                           script_path("build_synth_distill.py"))
-SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", script_path("build_synth_distill.py"))
+SYNTH_ENCODE_CODE = code_version(*RENDER_CODE, "builders/synth.py", "builders/synth_plan.py", script_path("build_synth_distill.py"))
 
 
 def synth_link(stem):

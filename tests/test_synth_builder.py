@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from distill_data.builders import synth
+from distill_data.builders import synth, synth_plan
 from distill_data.demo.synth import make_synth_table, write_synth_source
 from distill_data.encode import ExampleEncoder
 from distill_data.render import HarmonyRenderer
@@ -181,7 +181,7 @@ def test_sampling_drops_follow_the_hash_rule(tmp_path):
     ({"memorization_english": 10, "memorization_other": 0, "other_english": 90, "other_other": 0}, 0.7, 0.75),
 ])
 def test_sampling_rates_meet_both_targets_and_keep_the_most(passing, cap, frac):
-    mem_keep, non_en_keep = synth.solve_rates(passing, cap, frac)
+    mem_keep, non_en_keep = synth_plan.solve_rates(passing, cap, frac)
     me, mo, oe, oo = (passing[k] for k in ("memorization_english", "memorization_other", "other_english", "other_other"))
     kept_mem = (me + mo * non_en_keep) * mem_keep
     kept_en = oe + me * mem_keep
@@ -210,7 +210,7 @@ def test_encoding_error_is_counted_not_fatal(tmp_path, tokenizer):
 
     renderer._encode = failing
     params = synth.SynthParams(global_keep=1, memorization_cap=1, english_frac=0)
-    plan = synth.make_plan([summary], params)
+    plan = synth_plan.make_plan([summary], params)
     stats = synth.encode_shard(folder / "synth_001.parquet", tmp_path / "mask.parquet", plan,
                                ExampleEncoder(renderer, 8192, 1337, 0.99), params, tmp_path / "enc", "synth_001.parquet")
     assert dict(stats.accounting.drops) == {"encoding_error": 1}
@@ -293,11 +293,11 @@ def test_a_target_missed_in_its_measure_is_a_warning():
     targets = {"measured_by": "assistant_tokens",
                "memorization_share": {"target_at_most": 0.7, "realised": {"rows": 0.69, "assistant_tokens": 0.8}},
                "english_share": {"target_at_least": 0.75, "realised": {"rows": 0.8, "assistant_tokens": 0.74}}}
-    assert synth.target_warnings(targets, 100_000) == [
+    assert synth_plan.target_warnings(targets, 100_000) == [
         "memorization is 0.800 of the assistant tokens written, above synth.memorization_cap 0.7"]
-    assert synth.target_warnings(targets, 60) == []  # 0.1 is within chance on 60 rows
+    assert synth_plan.target_warnings(targets, 60) == []  # 0.1 is within chance on 60 rows
     targets["measured_by"] = "rows"
-    assert synth.target_warnings(targets, 100_000) == []
+    assert synth_plan.target_warnings(targets, 100_000) == []
 
 
 def test_a_plan_by_tokens_refuses_scans_that_did_not_weigh_the_rows(tmp_path):
@@ -306,4 +306,4 @@ def test_a_plan_by_tokens_refuses_scans_that_did_not_weigh_the_rows(tmp_path):
     _, weighed = synth.scan_shard(shard, weigh=True)
     assert "passing_bytes" in weighed and "passing_bytes" not in unweighed
     with pytest.raises(ValueError, match="synth_001.parquet did not .*rerun their scan"):
-        synth.make_plan([unweighed], synth.SynthParams(shares_by="tokens"))
+        synth_plan.make_plan([unweighed], synth.SynthParams(shares_by="tokens"))

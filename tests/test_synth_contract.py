@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from distill_data.builders import synth
+from distill_data.builders import synth, synth_plan
 from distill_data.builders.synth_check import check_result
 from distill_data.dataset import split_group_report
 from distill_data.demo.synth import make_synth_table, write_synth_source
@@ -223,9 +223,9 @@ def test_plan_rates_are_computed_without_the_duplicates(tmp_path):
     pq.write_table(make_synth_table(rows), path)
     mask, summary = synth.scan_shard(path)
     pq.write_table(mask, tmp_path / "mask.parquet")
-    per_shard, removed, _ = synth.find_duplicates([tmp_path / "mask.parquet"])
+    per_shard, removed, _ = synth_plan.find_duplicates([tmp_path / "mask.parquet"])
     assert per_shard == [list(range(10, 40))]
-    plan = synth.make_plan([summary], synth.SynthParams(memorization_cap=0.5, english_frac=0), removed)
+    plan = synth_plan.make_plan([summary], synth.SynthParams(memorization_cap=0.5, english_frac=0), removed)
     assert plan["passing_quality"] == {"memorization_english": 10, "memorization_other": 0,
                                        "other_english": 10, "other_other": 0}
     assert plan["mem_keep"] == pytest.approx(1.0) and plan["duplicate_content"] == 30

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from distill_data import render_check
-from distill_data.builders import synth
+from distill_data.builders import synth, synth_plan
 from distill_data.dataset import SplitWriters
 from distill_data.demo.contract import contract_table
 from distill_data.demo.synth import write_synth_source
@@ -141,8 +141,8 @@ def test_synth_finalize_decodes_no_parquet(tmp_path, tokenizer, monkeypatch):
     summaries, stats = [], []
     for shard in shards:
         synth.write_scan(shard, tmp_path / f"{shard.stem}.mask.parquet", tmp_path / f"{shard.stem}.json", 64)
-        summaries.append(synth.load_json(tmp_path / f"{shard.stem}.json"))
-    plan = synth.make_plan(summaries, params)
+        summaries.append(synth_plan.load_json(tmp_path / f"{shard.stem}.json"))
+    plan = synth_plan.make_plan(summaries, params)
     encoder = ExampleEncoder(HarmonyRenderer(tokenizer, "high", 1), 8192, params.seed, params.train_frac)
     for shard in shards:
         stats.append(synth.encode_shard(shard, tmp_path / f"{shard.stem}.mask.parquet", plan, encoder, params,

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distill_data.builders import synth
+from distill_data.builders import synth, synth_plan
 from distill_data.cli import add_encoding_args, check_args, log, make_encoder, run
 from distill_data.decontam import match as decontam
 from distill_data.dataset import write_build_info
@@ -96,11 +96,11 @@ def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[
     if not len(summaries) == len(masks) == len(duplicates):
         raise ValueError(f"--stage plan needs one --scan-mask and one --duplicates per --scan-summary "
                          f"({len(summaries)}), got {len(masks)} and {len(duplicates)}")
-    scans = [synth.load_json(p) for p in summaries]
-    per_shard, removed, removed_bytes = synth.find_duplicates(masks)
-    plan = synth.make_plan(scans, params_of(args), removed, removed_bytes)
+    scans = [synth_plan.load_json(p) for p in summaries]
+    per_shard, removed, removed_bytes = synth_plan.find_duplicates(masks)
+    plan = synth_plan.make_plan(scans, params_of(args), removed, removed_bytes)
     for scan, rows, path in zip(scans, per_shard, duplicates):
-        synth.write_duplicates(path, scan["shard"], rows)
+        synth_plan.write_duplicates(path, scan["shard"], rows)
     write_json(plan_out, plan)
     log.info("plan: %d duplicate_content rows", plan["duplicate_content"])
     log.info("plan: mem_keep %.4f, non_en_keep %.4f, global_keep %.4f", plan["mem_keep"], plan["non_en_keep"], plan["global_keep"])
@@ -110,8 +110,8 @@ def stage_plan(args, summaries: list[Path], masks: list[Path], duplicates: list[
 def stage_encode(args, encoder, shard: Path, mask: Path, plan: Path, duplicates: Path, encoded_dir: Path,
                  stats_out: Path) -> None:
     log.info("encoding %s", shard)
-    stats = synth.encode_shard(shard, mask, synth.load_json(plan), encoder, params_of(args), encoded_dir,
-                               shard.name, args.batch_size, synth.read_duplicates(duplicates, shard.name))
+    stats = synth.encode_shard(shard, mask, synth_plan.load_json(plan), encoder, params_of(args), encoded_dir,
+                               shard.name, args.batch_size, synth_plan.read_duplicates(duplicates, shard.name))
     write_json(stats_out, stats.to_dict())
     acc = stats.accounting
     log.info("%s: read %d, written %d, dropped %d", shard.name, acc.rows_read, acc.rows_written, sum(acc.drops.values()))
@@ -120,9 +120,9 @@ def stage_encode(args, encoder, shard: Path, mask: Path, plan: Path, duplicates:
 def stage_finalize(args, shards, summaries, shard_stats, plan, encoded_dir, tokenizer) -> None:
     manifest = synth.finalize(
         dataset=args.dataset_name, dataset_dir=args.output_dir, shard_names=[s.name for s in shards],
-        encoded_dir=encoded_dir, scan_summaries=[synth.load_json(p) for p in summaries],
-        shard_stats=[DatasetStats.from_dict(synth.load_json(p)) for p in shard_stats],
-        plan=synth.load_json(plan), params=params_of(args), tokenizer=tokenizer, input_paths=shards,
+        encoded_dir=encoded_dir, scan_summaries=[synth_plan.load_json(p) for p in summaries],
+        shard_stats=[DatasetStats.from_dict(synth_plan.load_json(p)) for p in shard_stats],
+        plan=synth_plan.load_json(plan), params=params_of(args), tokenizer=tokenizer, input_paths=shards,
         threads=args.threads,
     )
     log.info("%s: %d rows, %d tokens", args.output_dir, manifest["accounting"]["rows_written_total"], manifest["total_tokens"])
