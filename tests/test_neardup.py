@@ -284,3 +284,26 @@ def test_stage_on_inputs_with_an_empty_split_and_params_recorded(planted):
     params = planted["summary"]["params"]
     assert params == {**NearDupParams().to_dict()}
     assert params["bands"] * params["rows_per_band"] <= params["num_perm"]
+
+
+def test_an_input_losing_most_of_its_rows_to_the_policy_is_a_warning():
+    """A too-low threshold or a source repeating itself shows in the mix manifest and the log."""
+    from types import SimpleNamespace
+
+    from distill_data import neardup
+
+    inputs = [SimpleNamespace(name="code", rows={"train": 90, "validation": 10}),
+              SimpleNamespace(name="math", rows={"train": 100, "validation": 0}),
+              SimpleNamespace(name="chat", rows={"train": 10, "validation": 0})]
+    ids = {"code": {"train": frozenset(f"c{i}" for i in range(55)), "validation": frozenset()},
+           "math": {"train": frozenset(f"m{i}" for i in range(50)), "validation": frozenset()},
+           "chat": {"train": frozenset(f"h{i}" for i in range(9)), "validation": frozenset()}}
+    drops = neardup.DropList(Path("drops.parquet"), {"params": {"threshold": 0.5}}, ids, 114)
+    assert neardup.drop_warnings(drops, inputs) == [
+        "input code: near-duplicates removed 55 of its 100 rows (Jaccard at least merge.near_duplicates.threshold 0.5); "
+        "see the manifest's near_duplicates clusters"]  # math: half, not more; chat: too few rows to judge
+
+
+def test_the_demo_like_merge_has_no_near_duplicate_warning(merged):
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert not [w for w in manifest["warnings"] if "near-duplicates removed" in w]

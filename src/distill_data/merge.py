@@ -648,7 +648,7 @@ def build_mix(specs: Sequence[tuple[str, Path]], output_dir: Path, params: Merge
             "composition": composition,
             "split_groups": groups,
             **({"near_duplicates": neardup.mix_section(drops, scratch / NEAR_DUPLICATES_FILE)} if drops else {}),
-            "warnings": groups_warnings(groups, inputs),
+            "warnings": groups_warnings(groups, inputs) + (neardup.drop_warnings(drops, inputs) if drops else []),
             "files": files,
         }
         for warning in manifest["warnings"]:

@@ -370,6 +370,28 @@ def mix_section(drops: DropList, copy: Path) -> dict:
                                       "sha256": sha256_file(copy)}}
 
 
+# An input that loses more than this share of its rows (at least WARN_MIN_ROWS of them) to the
+# policy is a warning in the mix manifest and the log: a threshold set too low, or a source that
+# repeats itself, should be seen before training.
+WARN_SHARE = 0.5
+WARN_MIN_ROWS = 20
+
+
+def drop_warnings(drops: DropList, inputs) -> list[str]:
+    """A log line per input that lost rows, and a warning where it lost most of them."""
+    threshold = (drops.summary.get("params") or {}).get("threshold")
+    found = []
+    for inp in inputs:
+        total = sum(inp.rows.values())
+        lost = sum(len(ids) for ids in drops.ids.get(inp.name, {}).values())
+        if lost:
+            log.info("input %s: %d of %d rows left out as near-duplicates", inp.name, lost, total)
+        if total >= WARN_MIN_ROWS and lost > WARN_SHARE * total:
+            found.append(f"input {inp.name}: near-duplicates removed {lost:,} of its {total:,} rows (Jaccard at least "
+                         f"merge.near_duplicates.threshold {threshold}); see the manifest's near_duplicates clusters")
+    return found
+
+
 def check_drop_list(drops: DropList, inputs) -> None:
     """The list was made from these very inputs (their manifests by sha256)."""
     made_from = drops.summary.get("inputs", {})
